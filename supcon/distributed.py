@@ -1,0 +1,87 @@
+"""Rank / world helpers and an all-gather that carries exact gradients.
+
+Every helper is a no-op when ``torch.distributed`` is not initialised, so single-process code
+calls them unconditionally.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+
+def is_distributed() -> bool:
+    """True when a default process group is initialised with more than one rank."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def get_rank() -> int:
+    """This process's rank, 0 when not distributed."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def get_world_size() -> int:
+    """Number of ranks, 1 when not distributed."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (and when not distributed)."""
+    return get_rank() == 0
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0 whose backward sums the gradients from every rank.
+
+    Each rank's loss may depend on every rank's rows, so the gradient of the *sum* of the
+    per-rank losses with respect to this rank's rows is the all-reduced (summed) gradient of the
+    gathered tensor, sliced to this rank's rows.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor) -> Tensor:  # type: ignore[override]
+        world = dist.get_world_size()
+        parts = [torch.empty_like(tensor) for _ in range(world)]
+        dist.all_gather(parts, tensor.contiguous())
+        ctx.rank = dist.get_rank()
+        ctx.rows = tensor.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad_output.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = ctx.rank * ctx.rows
+        return grad[start : start + ctx.rows]
+
+
+def all_gather_with_grad(tensor: Tensor) -> Tensor:
+    """Concatenate ``tensor`` from every rank along dim 0, keeping gradients exact.
+
+    Args:
+        tensor: ``(n, ...)``; every rank must pass the same shape.
+
+    Returns:
+        ``(world * n, ...)``, rank-major; ``tensor`` itself when not distributed.
+    """
+    if not is_distributed():
+        return tensor
+    return _AllGatherWithGrad.apply(tensor)
+
+
+@torch.no_grad()
+def all_gather_no_grad(tensor: Tensor) -> Tensor:
+    """Concatenate ``tensor`` from every rank along dim 0 without gradient (labels, ids).
+
+    Args:
+        tensor: ``(n, ...)``; every rank must pass the same shape.
+
+    Returns:
+        ``(world * n, ...)``, rank-major; ``tensor`` itself when not distributed.
+    """
+    if not is_distributed():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=0)
