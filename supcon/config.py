@@ -1,9 +1,9 @@
 """Typed run configuration: YAML recipe → frozen dataclasses, with dotted overrides.
 
-A recipe is a YAML mapping of sections (``data``, ``model``, ``loss``, ``optim``, ``train``,
-``eval``) to keys. ``load_config(path, ["train.epochs=2"])`` reads it, applies the overrides
-(values parsed as YAML), checks every key and type, and reports *all* problems in one
-:class:`ConfigError`.
+A recipe is a YAML mapping of sections (``data``, ``model``, ``loss``, ``miner``, ``sampler``,
+``optim``, ``train``, ``eval``) to keys. ``load_config(path, ["train.epochs=2"])`` reads it,
+applies the overrides (values parsed as YAML), checks every key and type, and reports *all*
+problems in one :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -58,19 +58,34 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Backbone and projection head.
+    """Backbone, pooling and projection head.
 
     Attributes:
         backbone: Any ``timm.create_model`` name.
-        pretrained: Load pretrained backbone weights.
+        pretrained: Load pretrained backbone weights: from ``weights`` when set, else timm's
+            (Hugging Face hub or cache; needs a network the first time).
+        weights: Local weights file for the backbone (``.safetensors`` or a ``torch.save``'d
+            state dict), loaded through timm (classifier dropped, input channels adapted).
+            Implies ``pretrained``.
+        pool: Global pooling: ``"default"`` (the model's own, e.g. avg for CNNs, token for
+            ViTs), a timm pool type (``"avg"``, ``"max"``, ``"avgmax"``, ``"catavgmax"``,
+            ``"token"``) or ``"gem"`` (generalised mean with a learnable exponent).
+        gem_p: Initial GeM exponent (``pool: gem``).
         embedding_dim: Output dimension of the projection head.
         head: ``"mlp"`` (Linear-BN-ReLU-Linear), ``"linear"``, or ``"none"`` (backbone features).
+        embedding: Which output is the retrieval embedding: ``"head"`` (the projection the loss
+            sees) or ``"backbone"`` (the pooled features before the head, as in SimCLR's
+            linear evaluation). Both are L2-normalised; the loss always uses the head.
     """
 
     backbone: str = "test_resnet"
     pretrained: bool = False
+    weights: str | None = None
+    pool: Literal["default", "avg", "max", "avgmax", "catavgmax", "token", "gem"] = "default"
+    gem_p: float = 3.0
     embedding_dim: int = 64
     head: Literal["mlp", "linear", "none"] = "mlp"
+    embedding: Literal["head", "backbone"] = "head"
 
 
 @dataclass(frozen=True)
@@ -92,20 +107,60 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class MinerConfig:
+    """Which pairs the loss uses (``supcon.miners.build_miner``).
+
+    Attributes:
+        name: ``"none"`` (every pair), ``"topk"`` (hard negatives) or a PML miner's snake_case
+            name (``"multi_similarity"``, ``"batch_hard"``, ...).
+        args: The miner's constructor arguments, e.g. ``{k: 32}`` for ``topk``.
+    """
+
+    name: str = "none"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How training batches are drawn (``supcon.samplers.build_sampler``).
+
+    Attributes:
+        name: ``"random"`` (shuffle, drop the last partial batch), ``"m_per_class"`` (``m``
+            images of each of ``batch_size / m`` classes) or ``"episodic"`` (N-way K-shot).
+        args: The sampler's arguments, e.g. ``{m: 4}`` for ``m_per_class``.
+    """
+
+    name: Literal["random", "m_per_class", "episodic"] = "random"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class OptimConfig:
     """Optimizer and learning-rate schedule.
 
     Attributes:
-        lr: Peak learning rate.
-        weight_decay: AdamW weight decay (not applied to norms and biases).
+        name: ``"adamw"`` or ``"sgd"`` (Nesterov momentum).
+        lr: Peak learning rate of the head (and every parameter outside the backbone).
+        backbone_lr: Peak learning rate of the backbone (``null``: same as ``lr``); fine-tuning
+            a pretrained backbone usually wants it ~10× lower.
+        momentum: SGD momentum.
+        weight_decay: Weight decay of weight matrices and kernels (never of norms and biases).
         warmup_epochs: Linear warmup length before the cosine decay.
-        min_lr_ratio: Final learning rate as a fraction of ``lr``.
+        min_lr_ratio: Final learning rate as a fraction of the peak.
+        clip_grad_norm: Clip the global gradient norm to this value (``null``: no clipping).
+        freeze_backbone_epochs: Train only the head (and pooling) for this many epochs first;
+            the backbone is frozen in eval mode (its BatchNorm statistics do not move either).
     """
 
+    name: Literal["adamw", "sgd"] = "adamw"
     lr: float = 3e-3
+    backbone_lr: float | None = None
+    momentum: float = 0.9
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
+    clip_grad_norm: float | None = None
+    freeze_backbone_epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -114,17 +169,45 @@ class TrainConfig:
 
     Attributes:
         epochs: Passes over the training split.
-        batch_size: Images per step (each contributes ``data.views`` embeddings).
+        batch_size: Images per optimizer step over all processes (each contributes
+            ``data.views`` embeddings); with ``torchrun`` every rank takes
+            ``batch_size / world_size`` and the loss contrasts the whole batch.
+        micro_batch_size: Images per forward pass on each process (``null``: the whole
+            per-process batch). Smaller values use cached-embedding accumulation (GradCache),
+            which gives the gradient of the whole batch, not of each micro-batch.
         seed: Seeds data split, augmentation, initialisation and shuffling.
-        device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
-        threads: Torch CPU threads (0: leave PyTorch's default).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        threads: Torch CPU threads per process (0: leave PyTorch's default).
+        precision: ``"fp32"``, ``"bf16"`` (autocast; CPU or GPU) or ``"fp16"`` (autocast with a
+            gradient scaler; CUDA only).
+        channels_last: Use the channels-last memory format (faster convolutions on GPUs).
+        compile: ``torch.compile`` the model.
+        checkpoint_every: Also write ``checkpoints/last.pt`` every this many steps (0: only at
+            the end of each epoch).
+        eval_every: Evaluate retrieval on the held-out split every this many epochs and keep
+            the best model in ``checkpoints/best.pt`` (0: only the final evaluation).
+        best_metric: The metric (higher is better) that picks ``best.pt``.
+        log_every: Write a ``log.csv`` / TensorBoard row every this many steps.
+        diagnostics_every: Log embedding diagnostics (alignment, uniformity, positive and
+            negative similarity, collapse) every this many steps (0: never).
+        tensorboard: Also write TensorBoard scalars under ``tensorboard/`` (when installed).
     """
 
     epochs: int = 20
     batch_size: int = 256
+    micro_batch_size: int | None = None
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    checkpoint_every: int = 0
+    eval_every: int = 0
+    best_metric: str = "recall@1"
+    log_every: int = 1
+    diagnostics_every: int = 0
+    tensorboard: bool = True
 
 
 @dataclass(frozen=True)
@@ -147,6 +230,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    miner: MinerConfig = field(default_factory=MinerConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -165,6 +250,8 @@ def _type_name(tp: Any) -> str:
         return " | ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
         return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return "mapping of names to values"
     if tp is type(None):
         return "null"
     return getattr(tp, "__name__", str(tp))
@@ -189,6 +276,12 @@ def _coerce(value: Any, tp: Any) -> Any:
             (item_tp, *_rest) = typing.get_args(tp)
             items = [_coerce(v, item_tp) for v in value]
             return _MISSING if any(i is _MISSING for i in items) else tuple(items)
+        return _MISSING
+    if origin is dict:
+        if value is None:
+            return {}
+        if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+            return dict(value)
         return _MISSING
     if tp is type(None):
         return None if value is None else _MISSING
@@ -277,6 +370,7 @@ def validate(config: Config) -> list[str]:
         (0.0 < config.data.test_fraction < 1.0, "data.test_fraction must be in (0, 1)"),
         (config.data.num_workers >= 0, "data.num_workers must be ≥ 0"),
         (config.model.embedding_dim >= 1, "model.embedding_dim must be ≥ 1"),
+        (config.model.gem_p > 0, "model.gem_p must be > 0"),
         (config.loss.temperature > 0, "loss.temperature must be > 0"),
         (
             config.loss.base_temperature is None or config.loss.base_temperature > 0,
@@ -290,12 +384,47 @@ def validate(config: Config) -> list[str]:
             config.loss.contrast_mode == "all" or config.data.views >= 2,
             "loss.contrast_mode='one' needs data.views ≥ 2",
         ),
+        (
+            config.miner.name == "none" or config.loss.use_labels,
+            "miner.name needs labels (loss.use_labels=true); miners pick pairs by class",
+        ),
+        (
+            config.miner.name == "none" or config.loss.contrast_mode == "all",
+            "miner.name needs loss.contrast_mode='all'",
+        ),
+        (
+            config.sampler.name == "random" or config.loss.use_labels,
+            f"sampler.name={config.sampler.name!r} needs labels (loss.use_labels=true)",
+        ),
         (config.optim.lr > 0, "optim.lr must be > 0"),
+        (
+            config.optim.backbone_lr is None or config.optim.backbone_lr >= 0,
+            "optim.backbone_lr must be ≥ 0 or null",
+        ),
+        (0 <= config.optim.momentum < 1, "optim.momentum must be in [0, 1)"),
+        (
+            config.optim.clip_grad_norm is None or config.optim.clip_grad_norm > 0,
+            "optim.clip_grad_norm must be > 0 or null",
+        ),
+        (
+            0 <= config.optim.freeze_backbone_epochs < config.train.epochs,
+            "optim.freeze_backbone_epochs must be in [0, train.epochs)",
+        ),
         (config.optim.weight_decay >= 0, "optim.weight_decay must be ≥ 0"),
         (config.optim.warmup_epochs >= 0, "optim.warmup_epochs must be ≥ 0"),
         (0 <= config.optim.min_lr_ratio <= 1, "optim.min_lr_ratio must be in [0, 1]"),
         (config.train.epochs >= 1, "train.epochs must be ≥ 1"),
         (config.train.batch_size >= 2, "train.batch_size must be ≥ 2"),
+        (
+            config.train.micro_batch_size is None
+            or 1 <= config.train.micro_batch_size <= config.train.batch_size,
+            "train.micro_batch_size must be in [1, train.batch_size] or null",
+        ),
+        (config.train.checkpoint_every >= 0, "train.checkpoint_every must be ≥ 0"),
+        (config.train.eval_every >= 0, "train.eval_every must be ≥ 0"),
+        (config.train.log_every >= 1, "train.log_every must be ≥ 1"),
+        (config.train.diagnostics_every >= 0, "train.diagnostics_every must be ≥ 0"),
+        (bool(config.train.best_metric), "train.best_metric must name a metric, e.g. recall@1"),
         (
             config.train.device in ("auto", "cpu", "cuda")
             or config.train.device.startswith("cuda:"),

@@ -1,33 +1,144 @@
-"""``EmbeddingModel``: a timm backbone with a projection head and L2-normalised output."""
+"""``EmbeddingModel``: a timm backbone, global pooling, a projection head and L2 normalisation."""
 
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
 import timm
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+TIMM_POOLS = ("avg", "max", "avgmax", "catavgmax", "token")
+POOLS = ("default", *TIMM_POOLS, "gem")
+EMBEDDINGS = ("head", "backbone")
 
-def create_backbone(name: str, *, pretrained: bool = False, in_chans: int = 3) -> nn.Module:
+
+def _unknown_model_error(name: str) -> ValueError:
+    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else " See timm.list_models()."
+    return ValueError(f"unknown timm model {name!r}.{hint}")
+
+
+def create_backbone(
+    name: str,
+    *,
+    pretrained: bool = False,
+    in_chans: int = 3,
+    weights: str | Path | None = None,
+    pool: str = "default",
+) -> nn.Module:
     """Create a timm model without its classifier (``num_classes=0``).
 
     Args:
         name: A ``timm.list_models()`` name.
-        pretrained: Load timm's pretrained weights (needs them cached or a network).
-        in_chans: Input channels.
+        pretrained: Load pretrained weights: from ``weights`` when given, else timm's (the
+            Hugging Face hub or its local cache).
+        in_chans: Input channels (timm adapts pretrained first-layer weights).
+        weights: Local weights file (``.safetensors``, or a ``torch.save``'d state dict, with or
+            without the classifier); implies ``pretrained``. Loaded through timm's pretrained
+            path, so the classifier is dropped and the input convolution adapted as for hub
+            weights.
+        pool: ``"default"`` (the model's own global pooling), a timm pool type (``"avg"``,
+            ``"max"``, ``"avgmax"``, ``"catavgmax"``, ``"token"``), or ``"gem"``: no pooling
+            here, so the backbone returns ``(B, C, H, W)`` feature maps for :class:`GeM`.
 
     Returns:
-        The backbone; ``backbone.num_features`` is its pooled feature width.
+        The backbone; its output width is :func:`feature_dim`.
 
     Raises:
-        ValueError: for an unknown model name, suggesting close names.
+        ValueError: for an unknown model name (suggesting close names), a missing or
+            mismatched weights file, or pretrained weights that cannot be fetched (offline).
     """
     if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
-        hint = f" Did you mean: {', '.join(close)}?" if close else " See timm.list_models()."
-        raise ValueError(f"unknown timm model {name!r}.{hint}")
-    return timm.create_model(name, pretrained=pretrained, num_classes=0, in_chans=in_chans)
+        raise _unknown_model_error(name)
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {', '.join(POOLS)}; got {pool!r}.")
+    kwargs: dict = {"num_classes": 0, "in_chans": in_chans}
+    if pool == "gem":
+        kwargs["global_pool"] = ""
+    elif pool != "default":
+        kwargs["global_pool"] = pool
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise ValueError(
+                f"model.weights file {str(path)!r} not found; pass a .safetensors or .pt/.pth "
+                "state dict of the backbone"
+            )
+        try:
+            return timm.create_model(
+                name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+            )
+        except (RuntimeError, KeyError, OSError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"model.weights {str(path)!r} does not fit timm model {name!r}: {first[:300]}"
+            ) from None
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except (OSError, RuntimeError) as exc:  # hub errors are OSErrors; "no weights" RuntimeError
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"cannot get pretrained weights for {name!r} ({reason}). Offline? On a machine with "
+            f"a network run timm.create_model({name!r}, pretrained=True) and save its "
+            "state_dict with safetensors.torch.save_file, then set model.weights=FILE; or set "
+            "model.pretrained=false to start from random weights"
+        ) from None
+
+
+def feature_dim(backbone: nn.Module) -> int:
+    """Width of a ``num_classes=0`` timm backbone's output (channels of unpooled maps).
+
+    timm's ``head_hidden_size`` accounts for pools that change the width (``catavgmax``) and
+    for models with a hidden layer after pooling (MobileNetV3); ``num_features`` is the fallback.
+    """
+    width = getattr(backbone, "head_hidden_size", None) or backbone.num_features
+    return int(width)
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling (Radenović et al., TPAMI 2018) with a learnable exponent.
+
+    ``GeM(x)_c = (mean_{h,w} max(x_chw, eps)^p)^(1/p)``: ``p = 1`` is average pooling and
+    ``p → ∞`` approaches max pooling. Computed in float32.
+
+    Args:
+        p: Initial exponent (3 is the usual choice for retrieval).
+        eps: Lower clamp keeping the power defined.
+    """
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        if p <= 0:
+            raise ValueError(f"GeM p must be > 0, got {p}.")
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, features: Tensor) -> Tensor:
+        """Pool feature maps.
+
+        Args:
+            features: ``(B, C, H, W)``.
+
+        Returns:
+            ``(B, C)``.
+        """
+        if features.ndim != 4:
+            raise ValueError(
+                f"model.pool=gem needs (B, C, H, W) feature maps from a convolutional backbone; "
+                f"this backbone returns shape {tuple(features.shape)}. Use model.pool=avg or "
+                "token for transformers"
+            )
+        p = self.p.float()
+        pooled = features.float().clamp(min=self.eps).pow(p).mean(dim=(-2, -1))
+        return pooled.pow(1.0 / p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p.item():.3f}, eps={self.eps}"
 
 
 def projection_head(in_features: int, out_features: int, kind: str) -> nn.Module:
@@ -56,28 +167,55 @@ def projection_head(in_features: int, out_features: int, kind: str) -> nn.Module
 
 
 class EmbeddingModel(nn.Module):
-    """timm backbone → projection head → L2 normalisation.
+    """timm backbone → (GeM) pooling → projection head → L2 normalisation.
+
+    The loss trains the head's output (``forward(x, output="head")``); ``forward(x)`` returns
+    the retrieval embedding chosen by ``embedding``, which is what evaluation, ``embed`` and
+    ``index`` use.
 
     Args:
-        backbone: A module mapping ``(B, C, H, W)`` to ``(B, F)`` with attribute ``num_features``.
-        embedding_dim: Output dimension (ignored when ``head="none"``).
+        backbone: A ``num_classes=0`` timm model mapping ``(B, C, H, W)`` to ``(B, F)``, or to
+            feature maps when ``pool`` pools them.
+        embedding_dim: Head output dimension (ignored when ``head="none"``).
         head: ``"mlp"``, ``"linear"`` or ``"none"``.
+        pool: Module applied to the backbone output (e.g. :class:`GeM`); ``None``: the
+            backbone pools itself.
+        embedding: The retrieval embedding: ``"head"`` or ``"backbone"`` (pooled features).
     """
 
-    def __init__(self, backbone: nn.Module, embedding_dim: int = 128, head: str = "mlp") -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        embedding_dim: int = 128,
+        head: str = "mlp",
+        *,
+        pool: nn.Module | None = None,
+        embedding: str = "head",
+    ) -> None:
         super().__init__()
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be 'head' or 'backbone', got {embedding!r}.")
         self.backbone = backbone
-        features = int(backbone.num_features)
+        self.pool = pool if pool is not None else nn.Identity()
+        features = feature_dim(backbone)
         self.head = projection_head(features, embedding_dim, head)
-        self.embedding_dim = features if head == "none" else embedding_dim
+        self.embedding = embedding
+        self.feature_dim = features
+        self.head_dim = features if head == "none" else embedding_dim
+        self.embedding_dim = features if embedding == "backbone" else self.head_dim
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor, output: str | None = None) -> Tensor:
         """Embed images.
 
         Args:
             images: ``(B, C, H, W)``.
+            output: ``"head"`` (what the loss trains), ``"backbone"`` (pooled features), or
+                ``None`` for the retrieval embedding chosen at construction.
 
         Returns:
-            ``(B, embedding_dim)`` unit-norm embeddings.
+            ``(B, D)`` unit-norm embeddings.
         """
-        return F.normalize(self.head(self.backbone(images)), dim=-1)
+        features = self.pool(self.backbone(images))
+        if (output or self.embedding) == "backbone":
+            return F.normalize(features, dim=-1)
+        return F.normalize(self.head(features), dim=-1)

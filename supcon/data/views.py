@@ -25,30 +25,55 @@ class Split(Protocol):
     def load(self, index: int) -> Any: ...
 
 
+def augmentation_seed(seed: int, epoch: int, index: int) -> int:
+    """The torch seed of item ``index``'s views in ``epoch`` (a fixed 63-bit mix)."""
+    return ((seed * 1_000_003 + epoch) * 2_654_435_761 + index) % (2**63 - 1)
+
+
 class MultiViewDataset(Dataset):
     """Each item is ``(views, label, index)``: V independently augmented views of one image.
 
+    With a ``seed``, item ``i`` of epoch ``e`` draws its augmentations from its own seed
+    ``(seed, e, i)`` (the global RNG is left untouched), so views do not depend on the number
+    of DataLoader workers, on how batches are split across DDP ranks, or on where a resumed run
+    restarted.
+
     Args:
         split: The images.
-        transform: Random augmentation applied independently to each view.
+        transform: Random augmentation applied independently to each view (drawing from
+            torch's RNG, as torchvision's transforms do).
         views: Number of views per item.
+        seed: Per-sample augmentation seed; ``None`` draws from the global RNG instead.
 
     Items:
         ``views``: ``(V, C, H, W)`` float tensor; ``label``: int (``-1`` if unlabeled);
         ``index``: position in ``split`` (doubles as the sample id).
     """
 
-    def __init__(self, split: Split, transform: Transform, views: int) -> None:
+    def __init__(
+        self, split: Split, transform: Transform, views: int, seed: int | None = None
+    ) -> None:
         self.split = split
         self.transform = transform
         self.views = views
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the augmentation seeds of ``epoch`` (set it before iterating a loader)."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
         image = self.split.load(index)
-        views = torch.stack([self.transform(image) for _ in range(self.views)])
+        if self.seed is None:
+            views = torch.stack([self.transform(image) for _ in range(self.views)])
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(augmentation_seed(self.seed, self.epoch, index))
+                views = torch.stack([self.transform(image) for _ in range(self.views)])
         return views, int(self.split.labels[index]), index
 
 

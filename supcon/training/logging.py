@@ -1,4 +1,4 @@
-"""Run-directory logging: a CSV of training steps and the run's provenance."""
+"""Run-directory logging: CSV logs, TensorBoard scalars and the run's provenance."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import csv
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,65 @@ class CsvLog:
         self._handle.flush()
 
     def close(self) -> None:
+        """Close the file (idempotent)."""
         self._handle.close()
+
+
+def truncate_csv(path: str | Path, last_step: int) -> None:
+    """Drop the rows of a CSV log whose ``step`` is after ``last_step`` (resuming a run).
+
+    A run killed after its last checkpoint has logged steps the resumed run will repeat; this
+    keeps each step once. Missing files are left alone.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        rows = [row for row in reader if row.get("step") and int(row["step"]) <= last_step]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+class Scalars:
+    """TensorBoard scalars under ``log_dir`` when ``tensorboard`` is installed, else nothing.
+
+    Args:
+        log_dir: Event-file folder.
+        enabled: Write at all.
+        purge_step: On resume, the first step to (re)write; later events of the old run are
+            discarded by TensorBoard.
+    """
+
+    def __init__(self, log_dir: str | Path, enabled: bool, purge_step: int | None = None) -> None:
+        self._writer = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            print(
+                "supcon train: tensorboard is not installed, logging to CSV only "
+                "(pip install tensorboard, or set train.tensorboard=false to silence this)",
+                file=sys.stderr,
+            )
+            return
+        self._writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+
+    def add(self, prefix: str, values: Mapping[str, float], step: int) -> None:
+        """Write ``prefix/name`` scalars at ``step``."""
+        if self._writer is None:
+            return
+        for name, value in values.items():
+            self._writer.add_scalar(f"{prefix}/{name}", float(value), step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def git_sha(cwd: str | Path = ".") -> str | None:

@@ -1,32 +1,52 @@
-"""The training loop: data → views → model → SupCon loss → AdamW, then a retrieval evaluation."""
+"""The training loop: data → views → model → (miner) → SupCon loss → optimizer, then evaluation.
+
+Read top to bottom: setup (data, model, optimizer, resume), the epoch loop with one optimizer
+step per batch, checkpoints and periodic evaluation, and the final evaluation. One process or
+many (``torchrun``): ``train.batch_size`` is the global batch, each rank embeds its share, the
+loss contrasts the whole batch and only rank 0 writes to the run directory.
+"""
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from supcon.builders import build_loss, build_model
-from supcon.config import Config, config_to_dict, config_to_yaml
-from supcon.data import (
-    EvalDataset,
-    MultiViewDataset,
-    Split,
-    build_transforms,
-    input_channels,
-    load_splits,
+from supcon.builders import (
+    build_batch_sampler,
+    build_loss,
+    build_miner,
+    build_model,
+    build_optimizer,
 )
-from supcon.data.transforms import Transform
-from supcon.evaluation import embed_dataset, retrieval_metrics
+from supcon.config import Config, config_to_dict, config_to_yaml
+from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
+from supcon.distributed import all_gather_no_grad, all_gather_with_grad
 from supcon.io import atomic_write_json, atomic_write_text
-from supcon.training.checkpoint import save_checkpoint
-from supcon.training.logging import CsvLog, provenance
-from supcon.training.optim import build_optimizer, build_scheduler
+from supcon.training.amp import autocast, check_precision, grad_scaler
+from supcon.training.checkpoint import load_checkpoint, save_checkpoint
+from supcon.training.distributed import (
+    broadcast_object,
+    get_rank,
+    get_world_size,
+    mean_over_ranks,
+    resolve_device,
+)
+from supcon.training.evaluate import evaluate
+from supcon.training.gradcache import cached_backward
+from supcon.training.logging import CsvLog, Scalars, provenance, truncate_csv
+from supcon.training.optim import build_scheduler, set_backbone_frozen
+from supcon.training.sampling import SkipBatches
+from supcon.training.state import Progress, capture_rng, restore_rng
 
 
 class TrainingError(RuntimeError):
@@ -38,21 +58,12 @@ LOG_COLUMNS = [
     "step",
     "loss",
     "lr",
+    "backbone_lr",
+    "grad_norm",
     "images_per_s",
     "anchors_without_positives",
     "elapsed_s",
 ]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; refuses ``cuda`` on a machine without it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(
-            f"train.device={name!r} but CUDA is not available; use train.device=cpu"
-        )
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -62,162 +73,323 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def evaluate(
-    model: torch.nn.Module,
-    split: Split,
-    transform: Transform | None,
+def _wrap(model: nn.Module, device: torch.device, compile_model: bool) -> tuple[Any, Any]:
+    """``(train_model, ddp)``: DDP under torchrun, then ``torch.compile`` if asked."""
+    ddp = None
+    if get_world_size() > 1:
+        # Buffers (BatchNorm statistics) stay per rank: broadcasting them from rank 0 at every
+        # forward would also clash with GradCache's re-runs. Rank 0's are the ones saved.
+        ddp = DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=False,
+        )
+    train_model = ddp if ddp is not None else model
+    if compile_model:
+        train_model = torch.compile(train_model)
+    return train_model, ddp
+
+
+def _checkpoint(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    progress: Progress,
     config: Config,
-    device: torch.device,
+    in_chans: int,
+    class_names: tuple[str, ...],
+) -> dict[str, Any]:
+    """Everything ``--resume`` needs, plus what :func:`supcon.runs.load_run` reads."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "rng": capture_rng(),
+        "progress": progress.to_dict(),
+        "epoch": progress.epoch,
+        "step": progress.step,
+        "world_size": get_world_size(),
+        "config": config_to_dict(config),
+        "in_chans": in_chans,
+        "class_names": list(class_names),
+    }
+
+
+def train(
+    config: Config, run_dir: str | Path, *, progress: bool = True, resume: bool = False
 ) -> dict[str, float]:
-    """Retrieval metrics of ``model`` on a held-out split.
-
-    Leave-one-out over the split, or query → gallery when the split carries ``is_query`` /
-    ``is_gallery`` flags. Unlabeled splits give no metrics (an empty dict).
-    """
-    if not split.labeled:
-        return {}
-    embeddings, labels = embed_dataset(
-        model,
-        EvalDataset(split, transform),
-        batch_size=config.eval.batch_size,
-        device=device,
-        num_workers=config.data.num_workers,
-    )
-    if split.is_query is None and split.is_gallery is None:
-        return retrieval_metrics(embeddings, labels, ks=config.eval.ks)
-    query = split.is_query if split.is_query is not None else np.ones(len(labels), bool)
-    gallery = split.is_gallery if split.is_gallery is not None else np.ones(len(labels), bool)
-    return retrieval_metrics(
-        embeddings[query], labels[query], embeddings[gallery], labels[gallery], ks=config.eval.ks
-    )
-
-
-def train(config: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str, float]:
     """Train on the configured data, evaluate on the held-out split and fill ``run_dir``.
 
-    Writes ``config.yaml``, ``meta.json``, ``log.csv``, ``checkpoints/last.pt`` and
-    ``metrics.json`` into ``run_dir``.
+    Writes ``config.yaml``, ``meta.json``, ``classes.json``, ``log.csv`` (and ``eval.csv``,
+    TensorBoard events), ``checkpoints/last.pt`` (+ ``best.pt`` with ``train.eval_every``) and
+    ``metrics.json`` into ``run_dir``; under torchrun only rank 0 writes, and the process group
+    must already be initialised (:func:`supcon.training.distributed.distributed_session`).
 
     Args:
         config: The resolved run configuration.
         run_dir: Output folder (created).
-        progress: Show tqdm bars.
+        progress: Show tqdm bars (rank 0).
+        resume: Continue from ``run_dir/checkpoints/last.pt``: model, optimizer, scheduler,
+            gradient scaler, batch position and RNG streams, so the run ends as an
+            uninterrupted one would.
 
     Returns:
-        The held-out retrieval metrics.
+        The held-out retrieval metrics (empty for unlabeled held-out data).
 
     Raises:
         TrainingError: when the loss stops being finite or the data cannot form a batch.
     """
     run_dir = Path(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
-    atomic_write_json(run_dir / "meta.json", provenance())
+    checkpoints = run_dir / "checkpoints"
+    rank, world = get_rank(), get_world_size()
+    is_main = rank == 0
+    tc = config.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    device = resolve_device(tc.device)
+    check_precision(device, tc.precision)
+    seed_everything(tc.seed)
 
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    seed_everything(config.train.seed)
-    device = resolve_device(config.train.device)
-
-    train_split, test_split = load_splits(config.data, config.train.seed)
+    # Data: held-out split for evaluation, per-sample-seeded views, this rank's batch order.
+    train_split, test_split = load_splits(config.data, tc.seed)
     if config.loss.use_labels and not train_split.labeled:
         raise TrainingError(
             "the training data has no labels; set loss.use_labels=false to train NT-Xent on "
             "augmentation pairs, or add a label column"
         )
-    if len(train_split) < config.train.batch_size:
-        raise TrainingError(
-            f"train.batch_size={config.train.batch_size} is larger than the training split "
-            f"({len(train_split)} images); lower train.batch_size"
-        )
-    in_chans = input_channels(config.data)
-    model = build_model(config.model, in_chans).to(device)
-    train_transform, eval_transform = build_transforms(config.data, model.backbone)
-    dataset = MultiViewDataset(train_split, train_transform, config.data.views)
-    loader = DataLoader(
-        dataset,
-        batch_size=config.train.batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=config.data.num_workers,
-        generator=torch.Generator().manual_seed(config.train.seed),
-    )
+    try:
+        batches = build_batch_sampler(config, train_split.labels, num_replicas=world, rank=rank)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    steps_per_epoch = len(batches)
+    per_rank = tc.batch_size // world
+    micro = min(tc.micro_batch_size or per_rank, per_rank)
+    views = config.data.views
 
+    # Model, loss, optimizer, schedule.
+    in_chans = input_channels(config.data)
+    model = build_model(config.model, in_chans, pretrained=False if resume else None)
+    train_transform, eval_transform = build_transforms(config.data, model.backbone)
+    dataset = MultiViewDataset(train_split, train_transform, views, seed=tc.seed)
+    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+    model.to(device=device, memory_format=memory_format)
     loss_fn = build_loss(config.loss)
-    optimizer = build_optimizer(model, config.optim.lr, config.optim.weight_decay)
-    steps_per_epoch = len(loader)
+    miner = build_miner(config.miner)
+    optimizer = build_optimizer(config.optim, model)
     scheduler = build_scheduler(
         optimizer,
-        total_steps=config.train.epochs * steps_per_epoch,
+        total_steps=tc.epochs * steps_per_epoch,
         warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
         min_ratio=config.optim.min_lr_ratio,
     )
+    scaler = grad_scaler(device, tc.precision)
+    amp = lambda: autocast(device, tc.precision)  # noqa: E731
 
-    log = CsvLog(run_dir / "log.csv", LOG_COLUMNS)
-    start_time = time.perf_counter()
-    step = 0
+    state = Progress()
+    if resume:
+        saved = load_checkpoint(checkpoints / "last.pt", map_location="cpu")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        state = Progress(**saved["progress"])
+        restore_rng(saved["rng"])
+        if saved.get("world_size", world) != world and is_main:
+            print(
+                f"supcon train: resuming a {saved['world_size']}-process run with {world}; "
+                "batches are the same but per-rank BatchNorm statistics differ, so the result "
+                "will not be bit-identical to an uninterrupted run"
+            )
+
+    def contrastive_loss(embeddings: Tensor, labels: Tensor | None) -> Tensor:
+        """Loss of this rank's ``(b·V, D)`` embeddings (sample-major) over the global batch."""
+        embeddings = embeddings.float().view(-1, views, embeddings.shape[-1])
+        if world > 1:  # every rank contrasts the whole batch; gradients stay exact (see README)
+            embeddings = all_gather_with_grad(embeddings)
+            labels = all_gather_no_grad(labels) if labels is not None else None
+        if miner is None:
+            loss = loss_fn(embeddings, labels)
+        else:  # miners work on (N, D) rows: flatten view-major, repeat the labels
+            rows = embeddings.transpose(0, 1).reshape(-1, embeddings.shape[-1])
+            row_labels = labels.repeat(views)
+            loss = loss_fn(rows, row_labels, indices_tuple=miner(rows.detach(), row_labels))
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"loss became {loss.item()} at step {state.step + 1}; lower optim.lr, set "
+                "optim.clip_grad_norm or raise loss.temperature. The last good checkpoint is "
+                f"{checkpoints / 'last.pt'}"
+            )
+        return loss
+
+    # Run directory (rank 0 only).
+    log = eval_log = None
+    scalars = Scalars(run_dir / "tensorboard", False)
+    if is_main:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
+        atomic_write_json(run_dir / "meta.json", provenance() | {"world_size": world})
+        atomic_write_json(run_dir / "classes.json", {"classes": list(train_split.class_names)})
+        for name in ("log.csv", "eval.csv"):
+            truncate_csv(run_dir / name, state.step)
+        log = CsvLog(run_dir / "log.csv", LOG_COLUMNS)
+        scalars = Scalars(run_dir / "tensorboard", tc.tensorboard, purge_step=state.step + 1)
+
+    def save(name: str, metrics: dict[str, float] | None = None) -> None:
+        if is_main:
+            content = _checkpoint(
+                model, optimizer, scheduler, scaler, state, config, in_chans,
+                train_split.class_names,
+            )  # fmt: skip
+            if metrics is not None:
+                content["metrics"] = metrics
+            save_checkpoint(checkpoints / name, content)
+
+    def run_evaluation() -> dict[str, float]:
+        """Evaluate on rank 0, track the best model; every rank gets the metrics."""
+        nonlocal eval_log
+        metrics: dict[str, float] = {}
+        if is_main:
+            metrics = evaluate(
+                model,
+                test_split,
+                eval_transform,
+                ks=config.eval.ks,
+                batch_size=config.eval.batch_size,
+                device=device,
+                num_workers=config.data.num_workers,
+                autocast=amp(),
+            )
+            if metrics:
+                if tc.best_metric not in metrics:
+                    raise TrainingError(
+                        f"train.best_metric={tc.best_metric!r} is not an evaluation metric; "
+                        f"choose one of {', '.join(sorted(metrics))}"
+                    )
+                if eval_log is None:
+                    eval_log = CsvLog(run_dir / "eval.csv", ["epoch", "step", *metrics])
+                eval_log.write({"epoch": state.epoch, "step": state.step, **metrics})
+                scalars.add("eval", metrics, state.step)
+                value = metrics[tc.best_metric]
+                if tc.eval_every and (state.best_value is None or value > state.best_value):
+                    state.best_value, state.best_step = value, state.step
+                    save("best.pt", metrics)
+        return broadcast_object(metrics)  # type: ignore[return-value]
+
+    start = time.perf_counter()
     try:
-        for epoch in range(config.train.epochs):
+        for epoch in range(state.epoch, tc.epochs):
             model.train()
+            frozen = epoch < config.optim.freeze_backbone_epochs
+            set_backbone_frozen(model, frozen)
+            if epoch == state.epoch or epoch == config.optim.freeze_backbone_epochs:
+                train_model, ddp = _wrap(model, device, tc.compile)  # DDP tracks trainable params
+            encode = lambda x, m=train_model: m(x, output="head")  # noqa: E731
+            no_sync = ddp.no_sync if ddp is not None else None
+            dataset.set_epoch(epoch)
+            batches.set_epoch(epoch)
+            loader = DataLoader(
+                dataset,
+                batch_sampler=SkipBatches(batches, state.batch),
+                num_workers=config.data.num_workers,
+                pin_memory=device.type == "cuda",
+                generator=torch.Generator().manual_seed(tc.seed + epoch),
+            )
             bar = tqdm(
                 loader,
-                desc=f"epoch {epoch + 1}/{config.train.epochs}",
-                disable=not progress,
+                desc=f"epoch {epoch + 1}/{tc.epochs}",
+                disable=not (progress and is_main),
                 leave=False,
                 dynamic_ncols=True,
+                initial=state.batch,
+                total=steps_per_epoch,
             )
-            for views, labels, _ in bar:
-                step_start = time.perf_counter()
-                num_samples, num_views = views.shape[:2]
-                embeddings = model(views.flatten(0, 1).to(device, non_blocking=True))
-                embeddings = embeddings.view(num_samples, num_views, -1)
-                loss = loss_fn(embeddings, labels.to(device) if config.loss.use_labels else None)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"loss became {loss.item()} at step {step}; lower optim.lr or raise "
-                        "loss.temperature. The last good checkpoint is in "
-                        f"{run_dir / 'checkpoints'}"
-                    )
+            tick = time.perf_counter()
+            for images, labels, _ in bar:
+                # One optimizer step on the global batch.
+                images = images.flatten(0, 1).to(device, non_blocking=True)
+                images = images.contiguous(memory_format=memory_format)
+                labels = labels.to(device) if config.loss.use_labels else None
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                loss_of: Callable[[Tensor], Tensor] = lambda e, y=labels: contrastive_loss(e, y)  # noqa: E731
+                if micro >= images.shape[0] // views:
+                    with amp():
+                        embeddings = encode(images)
+                    loss = loss_of(embeddings)
+                    scaler.scale(loss).backward()
+                else:  # exact large batch: GradCache over micro-batches of `micro` samples
+                    loss, _ = cached_backward(
+                        encode,
+                        images.split(micro * views),
+                        loss_of,
+                        autocast=amp,
+                        scale=scaler.scale,
+                        no_sync=no_sync,
+                        buffers=model,
+                    )
+                grad_norm = None
+                if config.optim.clip_grad_norm is not None:
+                    scaler.unscale_(optimizer)
+                    grad_norm = nn.utils.clip_grad_norm_(
+                        model.parameters(), config.optim.clip_grad_norm
+                    )
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
-                step += 1
-                images_per_s = num_samples * num_views / (time.perf_counter() - step_start)
-                lr = optimizer.param_groups[0]["lr"]
-                bar.set_postfix(
-                    loss=f"{loss.item():.4f}", lr=f"{lr:.2e}", img_s=f"{images_per_s:.0f}"
-                )
-                stats = loss_fn.last_stats
-                log.write(
-                    {
-                        "epoch": epoch,
-                        "step": step,
-                        "loss": f"{loss.item():.6f}",
-                        "lr": f"{lr:.6e}",
-                        "images_per_s": f"{images_per_s:.1f}",
-                        "anchors_without_positives": stats.num_anchors_without_positives
-                        if stats
-                        else "",
-                        "elapsed_s": f"{time.perf_counter() - start_time:.2f}",
-                    }
-                )
-            save_checkpoint(
-                run_dir / "checkpoints" / "last.pt",
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "config": config_to_dict(config),
-                    "in_chans": in_chans,
-                    "class_names": list(train_split.class_names),
-                },
-            )
-    finally:
-        log.close()
+                state.step += 1
+                state.batch += 1
 
-    metrics = evaluate(model, test_split, eval_transform, config, device)
-    atomic_write_json(run_dir / "metrics.json", metrics)
+                # Logging (rank 0), with the loss averaged over ranks.
+                now = time.perf_counter()
+                images_per_s = images.shape[0] * world / max(now - tick, 1e-9)
+                tick = now
+                if state.step % tc.log_every == 0 or state.batch == steps_per_epoch:
+                    loss_value = mean_over_ranks(loss.detach().reshape(1))[0].item()
+                    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+                    row = {
+                        "epoch": epoch,
+                        "step": state.step,
+                        "loss": loss_value,
+                        "lr": lrs.get("head", lrs.get("head_no_decay", 0.0)),
+                        "backbone_lr": 0.0 if frozen else lrs.get("backbone", float("nan")),
+                        "images_per_s": images_per_s,
+                        "elapsed_s": now - start,
+                    }
+                    if grad_norm is not None:
+                        row["grad_norm"] = float(grad_norm)
+                    stats = getattr(loss_fn, "last_stats", None)
+                    if stats is not None:
+                        row["anchors_without_positives"] = stats.num_anchors_without_positives
+                    if is_main and log is not None:
+                        log.write({k: _fmt(v) for k, v in row.items()})
+                        scalars.add("train", {k: row[k] for k in row if k != "epoch"}, state.step)
+                    bar.set_postfix(
+                        loss=f"{loss_value:.4f}",
+                        lr=f"{row['lr']:.2e}",
+                        img_s=f"{images_per_s:.0f}",
+                    )
+                # Mid-epoch checkpoints (the epoch-end one follows anyway).
+                every = tc.checkpoint_every
+                if every and state.step % every == 0 and state.batch < steps_per_epoch:
+                    save("last.pt")
+
+            state.epoch, state.batch = epoch + 1, 0
+            if tc.eval_every and state.epoch % tc.eval_every == 0 and state.epoch < tc.epochs:
+                run_evaluation()
+            save("last.pt")
+
+        metrics = run_evaluation()
+        if is_main:
+            atomic_write_json(run_dir / "metrics.json", metrics)
+    finally:
+        for handle in (log, eval_log, scalars):
+            if handle is not None:
+                handle.close()
     return metrics
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value

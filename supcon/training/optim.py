@@ -1,4 +1,4 @@
-"""Optimizer parameter groups and the warmup + cosine learning-rate schedule."""
+"""Optimizer parameter groups, the warmup + cosine schedule and backbone freezing."""
 
 from __future__ import annotations
 
@@ -7,26 +7,78 @@ import math
 import torch
 from torch import nn
 
+GROUP_NAMES = ("backbone", "backbone_no_decay", "head", "head_no_decay")
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Split parameters so norms and biases (all 1-D tensors) get no weight decay.
+
+def parameter_groups(
+    model: nn.Module, *, lr: float, weight_decay: float, backbone_lr: float | None = None
+) -> list[dict]:
+    """Split parameters by part (backbone vs the rest) and by decay.
+
+    Norm weights and biases (every tensor with ≤ 1 dimension, GeM's exponent included) get no
+    weight decay. Parameters of ``model.backbone`` (when it has one) use ``backbone_lr``; the
+    head and everything else use ``lr``. Frozen parameters are included, so unfreezing later
+    needs no new optimizer.
 
     Args:
         model: The model to optimise.
-        weight_decay: Decay for the other (matrix / conv) weights.
+        lr: Learning rate outside the backbone.
+        weight_decay: Decay of weight matrices and kernels.
+        backbone_lr: Learning rate of the backbone (``None``: ``lr``).
 
     Returns:
-        Two parameter groups for a ``torch.optim`` optimizer.
+        Non-empty parameter groups, each with ``name``, ``lr`` and ``weight_decay`` keys,
+        named from :data:`GROUP_NAMES`.
     """
-    decay, no_decay = [], []
+    backbone = getattr(model, "backbone", None)
+    in_backbone = set()
+    if isinstance(backbone, nn.Module):
+        in_backbone = {id(p) for p in backbone.parameters()}
+    buckets: dict[str, list[nn.Parameter]] = {name: [] for name in GROUP_NAMES}
     for param in model.parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim <= 1 else decay).append(param)
+        part = "backbone" if id(param) in in_backbone else "head"
+        buckets[part if param.ndim > 1 else f"{part}_no_decay"].append(param)
+    part_lr = {"backbone": lr if backbone_lr is None else backbone_lr, "head": lr}
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {
+            "name": name,
+            "params": params,
+            "lr": part_lr[name.split("_")[0]],
+            "weight_decay": 0.0 if name.endswith("no_decay") else weight_decay,
+        }
+        for name, params in buckets.items()
+        if params
     ]
+
+
+def build_optimizer(
+    model: nn.Module,
+    name: str = "adamw",
+    *,
+    lr: float,
+    weight_decay: float,
+    backbone_lr: float | None = None,
+    momentum: float = 0.9,
+) -> torch.optim.Optimizer:
+    """AdamW or SGD (Nesterov momentum) over :func:`parameter_groups`.
+
+    Args:
+        model: The model to optimise.
+        name: ``"adamw"`` or ``"sgd"``.
+        lr: Peak learning rate outside the backbone.
+        weight_decay: Decay of weight matrices and kernels.
+        backbone_lr: Peak learning rate of the backbone (``None``: ``lr``).
+        momentum: SGD momentum.
+
+    Returns:
+        The optimizer.
+    """
+    groups = parameter_groups(model, lr=lr, weight_decay=weight_decay, backbone_lr=backbone_lr)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+    raise ValueError(f"optim.name must be 'adamw' or 'sgd', got {name!r}")
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
@@ -48,15 +100,27 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: flo
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW over :func:`parameter_groups`."""
-    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr)
-
-
 def build_scheduler(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_ratio: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step :func:`warmup_cosine` schedule."""
+    """Per-step :func:`warmup_cosine` schedule (scales every group's peak rate alike)."""
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps, min_ratio)
     )
+
+
+def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
+    """Freeze or unfreeze ``model.backbone``.
+
+    Frozen: no gradients and eval mode (BatchNorm statistics stay put, dropout is off), so the
+    backbone's state dict does not change. Unfrozen: gradients on; the train/eval mode follows
+    ``model``'s.
+
+    Args:
+        model: A model with a ``backbone`` attribute.
+        frozen: Freeze (``True``) or unfreeze.
+    """
+    backbone: nn.Module = model.backbone
+    for param in backbone.parameters():
+        param.requires_grad_(not frozen)
+    backbone.train(False if frozen else model.training)
