@@ -36,10 +36,7 @@ def create_backbone(
         pretrained: Load pretrained weights: from ``weights`` when given, else timm's (the
             Hugging Face hub or its local cache).
         in_chans: Input channels (timm adapts pretrained first-layer weights).
-        weights: Local weights file (``.safetensors``, or a ``torch.save``'d state dict, with or
-            without the classifier); implies ``pretrained``. Loaded through timm's pretrained
-            path, so the classifier is dropped and the input convolution adapted as for hub
-            weights.
+        weights: Local weights file; implies ``pretrained``. See :func:`load_backbone_weights`.
         pool: ``"default"`` (the model's own global pooling), a timm pool type (``"avg"``,
             ``"max"``, ``"avgmax"``, ``"catavgmax"``, ``"token"``), or ``"gem"``: no pooling
             here, so the backbone returns ``(B, C, H, W)`` feature maps for :class:`GeM`.
@@ -61,32 +58,81 @@ def create_backbone(
     elif pool != "default":
         kwargs["global_pool"] = pool
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise ValueError(
-                f"model.weights file {str(path)!r} not found; pass a .safetensors or .pt/.pth "
-                "state dict of the backbone"
-            )
-        try:
-            return timm.create_model(
-                name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
-            )
-        except (RuntimeError, KeyError, OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(
-                f"model.weights {str(path)!r} does not fit timm model {name!r}: {first[:300]}"
-            ) from None
+        backbone = timm.create_model(name, pretrained=False, **kwargs)
+        load_backbone_weights(backbone, weights, in_chans)
+        return backbone
     if not pretrained:
         return timm.create_model(name, pretrained=False, **kwargs)
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except (OSError, RuntimeError) as exc:  # hub errors are OSErrors; "no weights" RuntimeError
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ValueError(
-            f"cannot get pretrained weights for {name!r} ({reason}). Offline? On a machine with "
-            f"a network run timm.create_model({name!r}, pretrained=True) and save its "
-            "state_dict with safetensors.torch.save_file, then set model.weights=FILE; or set "
-            "model.pretrained=false to start from random weights"
+            f"cannot get pretrained weights for {name!r} ({type(exc).__name__}). Offline? "
+            f"On a machine with a network run timm.create_model({name!r}, pretrained=True), "
+            "save its state_dict with safetensors.torch.save_file and set model.weights=FILE; "
+            "or set model.pretrained=false to start from random weights"
+        ) from None
+
+
+def _classifier_keys(backbone: nn.Module) -> tuple[str, ...]:
+    names = backbone.pretrained_cfg.get("classifier") or ()
+    names = (names,) if isinstance(names, str) else tuple(names)
+    return tuple(f"{n}.{suffix}" for n in names for suffix in ("weight", "bias"))
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | Path, in_chans: int = 3) -> None:
+    """Load a local weights file into a ``num_classes=0`` timm backbone, strictly.
+
+    The file is a ``.safetensors`` file or a ``torch.save``'d state dict (read with
+    ``weights_only=True``), possibly nested under ``state_dict`` / ``model`` / EMA keys and
+    prefixed by DDP or ``torch.compile`` wrappers, as timm reads checkpoints. Classifier weights
+    are dropped and a 3-channel first convolution is adapted to ``in_chans`` as timm does for
+    hub weights. Every backbone tensor must come from the file: unlike timm's own pretrained
+    loader (lenient once the classifier changes), a missing or unexpected key is an error.
+
+    Raises:
+        ValueError: for a missing file or weights that do not fit the backbone.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(
+            f"model.weights file {str(path)!r} not found; pass a .safetensors or .pt/.pth "
+            "state dict of the backbone"
+        )
+    name = backbone.pretrained_cfg.get("architecture", type(backbone).__name__)
+    try:
+        state = timm.models.load_state_dict(str(path))
+    except Exception as exc:  # unreadable or unsafe pickle: report, do not crash
+        raise ValueError(
+            f"cannot read model.weights {str(path)!r} ({type(exc).__name__}: {exc}); save the "
+            "backbone's state_dict with safetensors.torch.save_file or torch.save"
+        ) from None
+    for key in _classifier_keys(backbone):
+        state.pop(key, None)
+    first_conv = backbone.pretrained_cfg.get("first_conv")
+    for conv in (first_conv,) if isinstance(first_conv, str) else first_conv or ():
+        key = f"{conv}.weight"
+        if key in state and state[key].ndim == 4 and state[key].shape[1] != in_chans:
+            state[key] = timm.models.adapt_input_conv(in_chans, state[key])
+    expected = backbone.state_dict().keys()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing tensor(s) ({', '.join(missing[:3])} ...)")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])} ...)")
+        raise ValueError(
+            f"model.weights {str(path)!r} does not fit timm model {name!r}: "
+            f"{'; '.join(problems)}. Check model.backbone matches the weights"
+        )
+    try:
+        backbone.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ValueError(
+            f"model.weights {str(path)!r} does not fit timm model {name!r}: {detail}"
         ) from None
 
 

@@ -1,6 +1,27 @@
-"""Training: the loop, AMP, GradCache, optimizer and schedule, checkpoints, resume and logs."""
+"""Training: the loop, AMP, GradCache, optimizer and schedule, checkpoints, resume and logs.
 
-from supcon.training.distributed import distributed_session
-from supcon.training.loop import TrainingError, train
+The names below load on first use, so importing a small piece (``supcon.training.gradcache``)
+does not pull in timm and the data pipeline.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from supcon.training.distributed import distributed_session
+    from supcon.training.loop import TrainingError, train
+
+_EXPORTS = {
+    "TrainingError": "supcon.training.loop",
+    "train": "supcon.training.loop",
+    "distributed_session": "supcon.training.distributed",
+}
 __all__ = ["TrainingError", "distributed_session", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'supcon.training' has no attribute {name!r}")

@@ -71,8 +71,8 @@ def cached_backward(
         model: Maps a chunk ``(b_i, ...)`` to embeddings ``(b_i, D)``.
         chunks: The micro-batches, in batch order.
         loss_fn: Maps the concatenated embeddings ``(Σ b_i, D)`` (a leaf that requires grad;
-            autocast outputs are cast to float32) to a scalar loss. It may raise to abort the step before any parameter
-            gradient is touched (e.g. on a non-finite loss).
+            autocast outputs are cast to float32) to a scalar loss. It may raise to abort the
+            step before any parameter gradient is touched (e.g. on a non-finite loss).
         autocast: Context for the forward passes (mixed precision).
         scale: Applied to the loss before its backward (an fp16 ``GradScaler.scale``).
         no_sync: Context that suppresses DDP's gradient all-reduce; used for every re-run but

@@ -30,10 +30,10 @@ from supcon.builders import (
 )
 from supcon.config import Config, config_to_dict, config_to_yaml
 from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
-from supcon.distributed import all_gather_no_grad, all_gather_with_grad
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import load_checkpoint, save_checkpoint
+from supcon.training.contrast import batch_loss
 from supcon.training.distributed import (
     broadcast_object,
     get_rank,
@@ -204,17 +204,8 @@ def train(
             )
 
     def contrastive_loss(embeddings: Tensor, labels: Tensor | None) -> Tensor:
-        """Loss of this rank's ``(b·V, D)`` embeddings (sample-major) over the global batch."""
-        embeddings = embeddings.float().view(-1, views, embeddings.shape[-1])
-        if world > 1:  # every rank contrasts the whole batch; gradients stay exact (see README)
-            embeddings = all_gather_with_grad(embeddings)
-            labels = all_gather_no_grad(labels) if labels is not None else None
-        if miner is None:
-            loss = loss_fn(embeddings, labels)
-        else:  # miners work on (N, D) rows: flatten view-major, repeat the labels
-            rows = embeddings.transpose(0, 1).reshape(-1, embeddings.shape[-1])
-            row_labels = labels.repeat(views)
-            loss = loss_fn(rows, row_labels, indices_tuple=miner(rows.detach(), row_labels))
+        """:func:`batch_loss`, refusing non-finite values (nothing is updated then)."""
+        loss = batch_loss(loss_fn, embeddings, labels, views, miner)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"loss became {loss.item()} at step {state.step + 1}; lower optim.lr, set "
