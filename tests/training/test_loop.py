@@ -1,0 +1,146 @@
+"""The loop on tiny data: precision, freezing, best checkpoint, logs, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import supcon.training.loop as loop
+from supcon import SupConLoss
+from supcon.builders import build_model
+from supcon.config import config_from_dict
+from supcon.data import input_channels
+from supcon.training import TrainingError, train
+from supcon.training.checkpoint import load_checkpoint
+from tests.images import make_csv_manifest, make_image_folder
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("data") / "images", classes=4, per_class=10)
+
+
+def tiny(images: Path, **sections: dict) -> object:
+    raw = {
+        "data": {"dataset": "folder", "root": str(images), "image_size": 24},
+        "model": {"backbone": "test_resnet", "embedding_dim": 16},
+        "train": {"epochs": 2, "batch_size": 10, "threads": 1, "tensorboard": False},
+        "optim": {"warmup_epochs": 0},
+    }
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    return config_from_dict(raw)
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_bf16_channels_last_and_clipping_train_with_finite_losses(
+    images: Path, tmp_path: Path
+) -> None:
+    config = tiny(
+        images,
+        train={"precision": "bf16", "channels_last": True, "micro_batch_size": 4},
+        optim={"clip_grad_norm": 1.0, "name": "sgd", "lr": 0.05},
+    )
+    metrics = train(config, tmp_path, progress=False)
+    assert 0.0 <= metrics["recall@1"] <= 1.0
+    log = rows(tmp_path / "log.csv")
+    assert len(log) == 2 * (30 // 10)  # 30 training images (25 % held out), batches of 10
+    assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in log)
+    assert all(float(r["grad_norm"]) > 0 for r in log)
+
+
+def test_fp16_needs_cuda(images: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        train(tiny(images, train={"precision": "fp16", "device": "cpu"}), tmp_path)
+
+
+def test_frozen_backbone_epochs_then_training(images: Path, tmp_path: Path) -> None:
+    config = tiny(
+        images,
+        train={"epochs": 2, "eval_every": 1},
+        optim={"freeze_backbone_epochs": 1, "backbone_lr": 0.01},
+    )
+    train(config, tmp_path, progress=False)
+    torch.manual_seed(config.train.seed)
+    initial = build_model(config.model, input_channels(config.data)).state_dict()
+    after_epoch_1 = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert after_epoch_1["progress"]["epoch"] == 1  # evaluated (first best) after epoch 1
+    final = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"]
+    for name, tensor in initial.items():
+        if name.startswith("backbone."):  # weights and BatchNorm statistics untouched
+            assert torch.equal(after_epoch_1["model"][name], tensor), name
+    backbone_weights = [n for n in initial if n.startswith("backbone.") and n.endswith("weight")]
+    assert all(not torch.equal(final[n], initial[n]) for n in backbone_weights)
+    assert not torch.equal(after_epoch_1["model"]["head.0.weight"], initial["head.0.weight"])
+    log = rows(tmp_path / "log.csv")
+    assert {r["backbone_lr"] for r in log[:3]} == {"0"} and float(log[-1]["backbone_lr"]) > 0
+
+
+def test_best_checkpoint_eval_log_and_tensorboard(images: Path, tmp_path: Path) -> None:
+    config = tiny(images, train={"epochs": 3, "eval_every": 1, "tensorboard": True})
+    metrics = train(config, tmp_path, progress=False)
+    evals = rows(tmp_path / "eval.csv")
+    assert [int(r["epoch"]) for r in evals] == [1, 2, 3]
+    assert float(evals[-1]["recall@1"]) == pytest.approx(metrics["recall@1"])
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    best_value = max(float(r["recall@1"]) for r in evals)
+    assert best["metrics"]["recall@1"] == pytest.approx(best_value)
+    assert best["progress"]["best_value"] == pytest.approx(best_value)
+    assert any((tmp_path / "tensorboard").iterdir())
+
+
+def test_string_labels_are_mapped_and_saved(tmp_path: Path) -> None:
+    manifest = make_csv_manifest(tmp_path / "data", classes=3, per_class=8)
+    config = tiny(tmp_path, data={"dataset": "csv", "manifest": str(manifest), "root": None})
+    train(config, tmp_path / "run", progress=False)
+    classes = json.loads((tmp_path / "run" / "classes.json").read_text())["classes"]
+    assert classes == ["kind-a", "kind-b", "kind-c"]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["class_names"] == classes
+
+
+class NanAtStep(SupConLoss):
+    def __init__(self, step: int) -> None:
+        super().__init__(0.1)
+        self.calls, self.step = 0, step
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        self.calls += 1
+        loss = super().forward(*args, **kwargs)
+        return loss * float("nan") if self.calls == self.step else loss
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loop, "build_loss", lambda config: NanAtStep(4))
+    config = tiny(images, train={"checkpoint_every": 1})
+    with pytest.raises(TrainingError, match=r"loss became nan at step 4.*last good checkpoint"):
+        train(config, tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 3
+    assert not (tmp_path / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train": {"batch_size": 64}}, "larger than the training split"),
+        ({"train": {"batch_size": 9, "precision": "fp32"}}, None),  # odd sizes are fine
+    ],
+)
+def test_batch_size_the_sampler_cannot_form(
+    images: Path, tmp_path: Path, overrides: dict, message: str | None
+) -> None:
+    config = tiny(images, **overrides)
+    if message is None:
+        train(config, tmp_path, progress=False)
+        return
+    with pytest.raises(TrainingError, match=message):
+        train(config, tmp_path, progress=False)

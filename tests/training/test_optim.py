@@ -1,0 +1,74 @@
+"""Parameter groups, optimizers, the schedule and backbone freezing."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from supcon.builders import build_model, build_optimizer
+from supcon.config import ModelConfig, OptimConfig
+from supcon.training.optim import parameter_groups, set_backbone_frozen, warmup_cosine
+
+
+@pytest.fixture
+def model():
+    return build_model(ModelConfig(backbone="test_resnet", pool="gem", embedding_dim=8), 3)
+
+
+def test_groups_split_backbone_head_and_decay(model) -> None:
+    groups = {g["name"]: g for g in parameter_groups(model, lr=1e-3, weight_decay=0.05,
+                                                     backbone_lr=1e-4)}  # fmt: skip
+    assert set(groups) == {"backbone", "backbone_no_decay", "head", "head_no_decay"}
+    grouped = [id(p) for g in groups.values() for p in g["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # each exactly once
+    backbone = {id(p) for p in model.backbone.parameters()}
+    for name, group in groups.items():
+        in_backbone = {id(p) in backbone for p in group["params"]}
+        assert in_backbone == {name.startswith("backbone")}
+        assert group["lr"] == (1e-4 if name.startswith("backbone") else 1e-3)
+        no_decay = name.endswith("no_decay")
+        assert group["weight_decay"] == (0.0 if no_decay else 0.05)
+        assert all((p.ndim <= 1) == no_decay for p in group["params"])
+    # Norms, biases and GeM's exponent are never decayed.
+    assert any(p is model.pool.p for p in groups["head_no_decay"]["params"])
+    norm = model.backbone.bn1 if hasattr(model.backbone, "bn1") else None
+    if norm is not None:
+        assert any(p is norm.weight for p in groups["backbone_no_decay"]["params"])
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_optimizers_keep_group_lrs(model, name: str) -> None:
+    config = OptimConfig(name=name, lr=0.1, backbone_lr=0.01, momentum=0.8, weight_decay=0.0)
+    optimizer = build_optimizer(config, model)
+    expected = torch.optim.AdamW if name == "adamw" else torch.optim.SGD
+    assert type(optimizer) is expected
+    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs == {"backbone": 0.01, "backbone_no_decay": 0.01, "head": 0.1, "head_no_decay": 0.1}
+    if name == "sgd":
+        assert all(g["momentum"] == 0.8 and g["nesterov"] for g in optimizer.param_groups)
+    # A default backbone_lr follows lr.
+    same = build_optimizer(OptimConfig(name=name, lr=0.1), model)
+    assert {g["lr"] for g in same.param_groups} == {0.1}
+
+
+def test_frozen_backbone_is_untouched_by_a_step(model) -> None:
+    optimizer = build_optimizer(OptimConfig(lr=0.1), model)
+    model.train()
+    set_backbone_frozen(model, True)
+    assert not model.backbone.training and model.head.training
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    model(torch.rand(4, 3, 32, 32), output="head").sum().backward()
+    optimizer.step()
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    set_backbone_frozen(model, False)
+    assert model.backbone.training and all(p.requires_grad for p in model.backbone.parameters())
+
+
+def test_warmup_then_cosine() -> None:
+    values = [warmup_cosine(s, total_steps=10, warmup_steps=2, min_ratio=0.1) for s in range(11)]
+    assert values[0] == 0.5 and values[1] == 1.0 and values[2] == 1.0
+    assert values[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in itertools.pairwise(values[2:]))
