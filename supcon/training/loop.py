@@ -44,6 +44,7 @@ from supcon.training.distributed import (
 from supcon.training.evaluate import evaluate
 from supcon.training.gradcache import cached_backward
 from supcon.training.logging import CsvLog, Scalars, provenance, truncate_csv
+from supcon.training.monitor import diagnose, warn_if_collapsed
 from supcon.training.optim import build_scheduler, set_backbone_frozen
 from supcon.training.sampling import SkipBatches
 from supcon.training.state import Progress, capture_rng, restore_rng
@@ -215,14 +216,14 @@ def train(
         return loss
 
     # Run directory (rank 0 only).
-    log = eval_log = None
+    log = eval_log = diagnostics_log = None
     scalars = Scalars(run_dir / "tensorboard", False)
     if is_main:
         checkpoints.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
         atomic_write_json(run_dir / "meta.json", provenance() | {"world_size": world})
         atomic_write_json(run_dir / "classes.json", {"classes": list(train_split.class_names)})
-        for name in ("log.csv", "eval.csv"):
+        for name in ("log.csv", "eval.csv", "diagnostics.csv"):
             truncate_csv(run_dir / name, state.step)
         log = CsvLog(run_dir / "log.csv", LOG_COLUMNS)
         scalars = Scalars(run_dir / "tensorboard", tc.tensorboard, purge_step=state.step + 1)
@@ -310,7 +311,7 @@ def train(
                     loss = loss_of(embeddings)
                     scaler.scale(loss).backward()
                 else:  # exact large batch: GradCache over micro-batches of `micro` samples
-                    loss, _ = cached_backward(
+                    loss, embeddings = cached_backward(
                         encode,
                         images.split(micro * views),
                         loss_of,
@@ -360,6 +361,21 @@ def train(
                         lr=f"{row['lr']:.2e}",
                         img_s=f"{images_per_s:.0f}",
                     )
+                if tc.diagnostics_every and state.step % tc.diagnostics_every == 0 and is_main:
+                    values = diagnose(
+                        embeddings,
+                        labels,
+                        views,
+                        temperature=config.loss.temperature,
+                        contrast_mode=config.loss.contrast_mode,
+                    )
+                    if diagnostics_log is None:
+                        diagnostics_log = CsvLog(
+                            run_dir / "diagnostics.csv", ["epoch", "step", *values]
+                        )
+                    diagnostics_log.write({"epoch": epoch, "step": state.step, **values})
+                    scalars.add("diagnostics", values, state.step)
+                    warn_if_collapsed(values, state.step)
                 # Mid-epoch checkpoints (the epoch-end one follows anyway).
                 every = tc.checkpoint_every
                 if every and state.step % every == 0 and state.batch < steps_per_epoch:
@@ -374,7 +390,7 @@ def train(
         if is_main:
             atomic_write_json(run_dir / "metrics.json", metrics)
     finally:
-        for handle in (log, eval_log, scalars):
+        for handle in (log, eval_log, diagnostics_log, scalars):
             if handle is not None:
                 handle.close()
     return metrics
