@@ -221,7 +221,10 @@ def train(
     if is_main:
         checkpoints.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
-        atomic_write_json(run_dir / "meta.json", provenance() | {"world_size": world})
+        meta = provenance() | {"world_size": world}
+        if resume:  # the provenance of the process that finished the run, and where it began
+            meta["resumed_at_step"] = state.step
+        atomic_write_json(run_dir / "meta.json", meta)
         atomic_write_json(run_dir / "classes.json", {"classes": list(train_split.class_names)})
         for name in ("log.csv", "eval.csv", "diagnostics.csv"):
             truncate_csv(run_dir / name, state.step)

@@ -14,3 +14,11 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory):
+    """An image folder of 4 classes × 10 synthetic images."""
+    from tests.images import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("data") / "images", classes=4, per_class=10)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -12,33 +11,11 @@ import torch
 import supcon.training.loop as loop
 from supcon import SupConLoss
 from supcon.builders import build_model
-from supcon.config import config_from_dict
 from supcon.data import input_channels
 from supcon.training import TrainingError, train
 from supcon.training.checkpoint import load_checkpoint
-from tests.images import make_csv_manifest, make_image_folder
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_image_folder(tmp_path_factory.mktemp("data") / "images", classes=4, per_class=10)
-
-
-def tiny(images: Path, **sections: dict) -> object:
-    raw = {
-        "data": {"dataset": "folder", "root": str(images), "image_size": 24},
-        "model": {"backbone": "test_resnet", "embedding_dim": 16},
-        "train": {"epochs": 2, "batch_size": 10, "threads": 1, "tensorboard": False},
-        "optim": {"warmup_epochs": 0},
-    }
-    for name, values in sections.items():
-        raw[name] = {**raw.get(name, {}), **values}
-    return config_from_dict(raw)
-
-
-def rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as handle:
-        return list(csv.DictReader(handle))
+from tests.images import make_csv_manifest
+from tests.training.helpers import rows, tiny
 
 
 def test_bf16_channels_last_and_clipping_train_with_finite_losses(

@@ -11,7 +11,7 @@ import yaml
 from supcon.cli import main
 from supcon.config import config_to_yaml
 from tests.images import make_image_folder
-from tests.training.test_loop import tiny
+from tests.training.helpers import tiny
 
 
 @pytest.fixture(scope="module")
