@@ -32,7 +32,7 @@ RECIPE = str(ROOT / "recipes" / "digits.yaml")
 
 
 def variants(overrides: list[str]) -> dict[str, list[str]]:
-    train = ["-m", "supcon", "train", RECIPE, *overrides, "--no-progress"]
+    train = ["-m", "supcon", "train", RECIPE, *overrides]
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     return {
         "1 process": [sys.executable, *train],
@@ -51,8 +51,12 @@ def run_once(command: list[str]) -> tuple[float, dict]:
         out = Path(tmp) / "run"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         start = time.perf_counter()
-        subprocess.run([*command, "--out", str(out)], env=env, check=True, capture_output=True)
+        done = subprocess.run(
+            [*command, "--no-progress", "--out", str(out)], env=env, capture_output=True, text=True
+        )
         wall = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
         return wall, json.loads((out / "metrics.json").read_text())
 
 
