@@ -71,9 +71,15 @@ class MultiViewDataset(Dataset):
         if self.seed is None:
             views = torch.stack([self.transform(image) for _ in range(self.views)])
         else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(augmentation_seed(self.seed, self.epoch, index))
+            # Seed the CPU generator directly (torch.manual_seed also queues CUDA seeding,
+            # which costs milliseconds per call) and put its state back afterwards.
+            generator = torch.default_generator
+            saved = generator.get_state()
+            try:
+                generator.manual_seed(augmentation_seed(self.seed, self.epoch, index))
                 views = torch.stack([self.transform(image) for _ in range(self.views)])
+            finally:
+                generator.set_state(saved)
         return views, int(self.split.labels[index]), index
 
 
