@@ -21,8 +21,12 @@ from supcon.distributed import all_gather_no_grad, get_rank, is_distributed
 
 PairTuple = tuple[Tensor, Tensor, Tensor, Tensor]
 
-# Elements of one (rows, candidates) similarity block; bounds mining memory at O(block * M).
-_BLOCK_ELEMENTS = 1 << 24
+# Similarities per (rows, candidates) block, which bounds mining memory at O(block * M). On CPU,
+# float32 blocks of 16 MiB stay below glibc's largest mmap threshold (32 MiB), so they reuse
+# freed memory instead of page-faulting a fresh mapping every block; accelerators prefer fewer,
+# larger blocks.
+_CPU_BLOCK_ELEMENTS = 1 << 22
+_ACCELERATOR_BLOCK_ELEMENTS = 1 << 25
 
 
 def flatten_views(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -75,7 +79,8 @@ class TopKNegativeMiner(nn.Module):
     anchor; ``p`` is ascending within an anchor and ``n`` goes from hardest to easiest.
     ``len(a2) <= N * k`` and ``len(a1)`` is the number of positive pairs. Mining runs under
     ``torch.no_grad`` in blocks of anchor rows, so memory stays ``O(block * M)`` for ``M``
-    candidates (``block_rows`` defaults to about 16M similarities per block).
+    candidates (``block_rows`` defaults to about ``2**22`` similarities per block on CPU and
+    ``2**25`` on an accelerator).
 
     Multi-view ``(B, V, D)`` input with ``(B,)`` labels is flattened view-major (row
     ``v * B + b``), exactly as the loss flattens it, so the indices refer to the loss's rows.
@@ -92,8 +97,8 @@ class TopKNegativeMiner(nn.Module):
         k: Negatives kept per anchor (``>= 1``).
         semi_hard: Keep only negatives less similar than the anchor's hardest positive.
         gather_distributed: Mine over the batch gathered from all ranks (see above).
-        block_rows: Anchor rows per block; ``None`` picks a block of about ``2**24``
-            similarities.
+        block_rows: Anchor rows per block; ``None`` picks a block of about ``2**22``
+            similarities on CPU (``2**25`` on an accelerator).
 
     Attributes:
         num_pos_pairs: Positive pairs returned by the last call (PML's miner statistic).
@@ -236,7 +241,7 @@ def mine_topk_negatives(
         semi_hard: Only negatives less similar than the least similar positive.
         self_offset: Anchor ``i`` is candidate ``self_offset + i`` and never its own pair;
             ``None`` when anchors are not among the candidates.
-        block_rows: Anchor rows per block (``None``: about ``2**24`` similarities per block).
+        block_rows: Anchor rows per block (``None``: see :class:`TopKNegativeMiner`).
 
     Returns:
         ``(a1, p, a2, n)`` int64, with anchor indices local to ``anchors``.
@@ -244,28 +249,31 @@ def mine_topk_negatives(
     num_anchors, num_candidates = anchors.shape[0], candidates.shape[0]
     device = anchors.device
     if block_rows is None:
-        block_rows = max(1, _BLOCK_ELEMENTS // max(num_candidates, 1))
+        elements = _CPU_BLOCK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_BLOCK_ELEMENTS
+        block_rows = max(1, elements // max(num_candidates, 1))
     kk = min(k, num_candidates)
     a1, p = positive_pairs(anchor_labels, candidate_labels, self_offset=self_offset)
     has_positive = torch.bincount(a1, minlength=num_anchors) > 0
     edges = torch.arange(0, num_anchors + block_rows, block_rows, device=device)
-    bounds = torch.searchsorted(a1, edges)
+    bounds = torch.searchsorted(a1, edges).tolist()
+    minus_inf = torch.tensor(float("-inf"), dtype=anchors.dtype, device=device)
     a2s, ns = [], []
     for block, start in enumerate(range(0, num_anchors, block_rows)):
         stop = min(start + block_rows, num_anchors)
         rows = torch.arange(start, stop, device=device)
-        lo, hi = int(bounds[block]), int(bounds[block + 1])
+        lo, hi = bounds[block], bounds[block + 1]
         pos_rows, pos_cols = a1[lo:hi] - start, p[lo:hi]
         sim = anchors[start:stop] @ candidates.T  # (b, M)
-        if semi_hard:
-            hardest_positive = sim.new_full((stop - start,), float("inf"))
-            hardest_positive.scatter_reduce_(0, pos_rows, sim[pos_rows, pos_cols], "amin")
         # Turn `sim` into the negatives' similarities: positives and self are not negatives.
-        sim[pos_rows, pos_cols] = float("-inf")
         if self_offset is not None:
             sim[rows - start, rows + self_offset] = float("-inf")
         if semi_hard:
-            sim.masked_fill_(sim >= hardest_positive[:, None], float("-inf"))
+            hardest_positive = sim.new_full((stop - start,), float("inf"))
+            hardest_positive.scatter_reduce_(0, pos_rows, sim[pos_rows, pos_cols], "amin")
+            # Every positive is at least as similar as the hardest one, so this also drops them.
+            sim = torch.where(sim < hardest_positive[:, None], sim, minus_inf)
+        else:
+            sim[pos_rows, pos_cols] = float("-inf")
         values, order = sim.topk(kk, dim=1)  # hardest first
         keep = (values > float("-inf")) & has_positive[start:stop, None]
         a2s.append(rows[:, None].expand(-1, kk)[keep])
