@@ -409,3 +409,14 @@ def test_mining_65536_rows_stays_within_block_memory() -> None:
     )
     grown_mib = int(out.stdout.strip().splitlines()[-1])
     assert grown_mib < 2048, f"mining grew the peak RSS by {grown_mib} MiB"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("semi_hard", [False, True])
+def test_cuda_mining_equals_cpu_mining(semi_hard: bool) -> None:
+    emb, labels = _batch(300, 16, 40, seed=13, dtype=torch.float64)
+    miner = TopKNegativeMiner(6, semi_hard=semi_hard, block_rows=64)
+    on_cpu = miner(emb, labels)
+    on_gpu = miner(emb.cuda(), labels.cuda())
+    for a, b in zip(on_cpu, on_gpu, strict=True):
+        assert b.device.type == "cuda" and torch.equal(a, b.cpu())
