@@ -22,9 +22,8 @@ from supcon.distributed import all_gather_no_grad, get_rank, is_distributed
 PairTuple = tuple[Tensor, Tensor, Tensor, Tensor]
 
 # Similarities per (rows, candidates) block, which bounds mining memory at O(block * M). On CPU,
-# float32 blocks of 16 MiB stay below glibc's largest mmap threshold (32 MiB), so they reuse
-# freed memory instead of page-faulting a fresh mapping every block; accelerators prefer fewer,
-# larger blocks.
+# 16 MiB float32 blocks are faster than one big matrix (cache, fewer page faults); accelerators
+# prefer fewer, larger blocks.
 _CPU_BLOCK_ELEMENTS = 1 << 22
 _ACCELERATOR_BLOCK_ELEMENTS = 1 << 25
 
@@ -219,6 +218,7 @@ class TopKNegativeMiner(nn.Module):
         )
 
 
+@torch.no_grad()
 def mine_topk_negatives(
     anchors: Tensor,
     anchor_labels: Tensor,
@@ -256,22 +256,28 @@ def mine_topk_negatives(
     has_positive = torch.bincount(a1, minlength=num_anchors) > 0
     edges = torch.arange(0, num_anchors + block_rows, block_rows, device=device)
     bounds = torch.searchsorted(a1, edges).tolist()
-    minus_inf = torch.tensor(float("-inf"), dtype=anchors.dtype, device=device)
+    # One similarity buffer (and one mask buffer) for all blocks: a fresh big tensor per block
+    # fragments the CPU heap (small long-lived outputs split the freed holes), which made peak
+    # memory grow with the number of blocks.
+    buffer = anchors.new_empty(min(block_rows, num_anchors), num_candidates)
+    mask = torch.empty_like(buffer, dtype=torch.bool) if semi_hard else None
     a2s, ns = [], []
     for block, start in enumerate(range(0, num_anchors, block_rows)):
         stop = min(start + block_rows, num_anchors)
         rows = torch.arange(start, stop, device=device)
         lo, hi = bounds[block], bounds[block + 1]
         pos_rows, pos_cols = a1[lo:hi] - start, p[lo:hi]
-        sim = anchors[start:stop] @ candidates.T  # (b, M)
+        sim = torch.mm(anchors[start:stop], candidates.T, out=buffer[: stop - start])  # (b, M)
         # Turn `sim` into the negatives' similarities: positives and self are not negatives.
         if self_offset is not None:
             sim[rows - start, rows + self_offset] = float("-inf")
         if semi_hard:
+            assert mask is not None
             hardest_positive = sim.new_full((stop - start,), float("inf"))
             hardest_positive.scatter_reduce_(0, pos_rows, sim[pos_rows, pos_cols], "amin")
-            # Every positive is at least as similar as the hardest one, so this also drops them.
-            sim = torch.where(sim < hardest_positive[:, None], sim, minus_inf)
+            # Every positive is at least as similar as the hardest one, so this drops them too.
+            too_hard = torch.ge(sim, hardest_positive[:, None], out=mask[: stop - start])
+            sim.masked_fill_(too_hard, float("-inf"))
         else:
             sim[pos_rows, pos_cols] = float("-inf")
         values, order = sim.topk(kk, dim=1)  # hardest first
