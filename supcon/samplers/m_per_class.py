@@ -164,7 +164,7 @@ class MPerClassSampler(Sampler[list[int]]):
         next_chunk = first_chunk[:-1].tolist()
         # Weighted draws without replacement, proportional to unused chunks, as a race of
         # exponential clocks: a class's clock restarts (rate = its unused chunks) when drawn;
-        # the others keep running, which the memoryless property makes exact.
+        # the others keep running, which (memoryless clocks) is again a weighted draw.
         exp_draws = iter(rng.exponential(size=sum(remaining) + num_classes).tolist())
         heap = [(next(exp_draws) / r, c, r) for c, r in enumerate(remaining)]
         heapq.heapify(heap)
