@@ -17,6 +17,9 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from supcon import SupConLoss
+from supcon.data import load_digits_splits
+from supcon.miners import TopKNegativeMiner
+from supcon.samplers import MPerClassSampler
 from supcon.training.contrast import batch_loss
 from supcon.training.gradcache import cached_backward
 
@@ -35,18 +38,28 @@ def make_batch() -> tuple[Tensor, Tensor]:
     return images, torch.arange(SAMPLES) % 3
 
 
-def full_batch_gradients(labels_used: bool) -> dict[str, Tensor]:
+def full_batch_gradients(labels_used: bool, mined: bool) -> dict[str, Tensor]:
     model = make_model()
     images, labels = make_batch()
-    loss = batch_loss(SupConLoss(0.2), model(images), labels if labels_used else None, VIEWS)
+    used = labels if labels_used else None
+    loss = batch_loss(SupConLoss(0.2), model(images), used, VIEWS, miner_for(mined))
     loss.backward()
     return {name: p.grad for name, p in model.named_parameters()}
 
 
-SCENARIOS = {"labels": (True, None), "views_only": (False, None), "gradcache": (True, 2)}
+SCENARIOS = {
+    "labels": (True, None, False),
+    "views_only": (False, None, False),
+    "gradcache": (True, 2, False),
+    "topk_miner": (True, None, True),
+}
 
 
-def _step(rank: int, labels_used: bool, micro: int | None) -> dict:
+def miner_for(mined: bool) -> nn.Module | None:
+    return TopKNegativeMiner(k=4) if mined else None
+
+
+def _step(rank: int, labels_used: bool, micro: int | None, mined: bool) -> dict:
     model = make_model()
     ddp = DistributedDataParallel(model)
     images, labels = make_batch()
@@ -54,9 +67,9 @@ def _step(rank: int, labels_used: bool, micro: int | None) -> dict:
     mine = images.view(SAMPLES, VIEWS, -1)[rank * per_rank : (rank + 1) * per_rank]
     mine_labels = labels[rank * per_rank : (rank + 1) * per_rank] if labels_used else None
     flat = mine.flatten(0, 1)
-    loss_fn = SupConLoss(0.2)
+    loss_fn, miner = SupConLoss(0.2), miner_for(mined)
     if micro is None:
-        loss = batch_loss(loss_fn, ddp(flat), mine_labels, VIEWS)
+        loss = batch_loss(loss_fn, ddp(flat), mine_labels, VIEWS, miner)
         loss.backward()
     else:
         loss, _ = cached_backward(
@@ -81,11 +94,11 @@ def _worker(rank: int, store: str, out: str) -> None:
 
 @pytest.mark.dist
 def test_ddp_gradients_equal_one_process_on_the_whole_batch(tmp_path: Path) -> None:
-    """Labels, views only (NT-Xent) and GradCache micro-batches with ``no_sync``."""
+    """Labels, views only (NT-Xent), GradCache micro-batches with ``no_sync``, a miner."""
     mp.spawn(_worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=WORLD)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
-    for name, (labels_used, _) in SCENARIOS.items():
-        expected = full_batch_gradients(labels_used)
+    for name, (labels_used, _, mined) in SCENARIOS.items():
+        expected = full_batch_gradients(labels_used, mined)
         losses = [ranks[r][name]["loss"] for r in range(WORLD)]
         torch.testing.assert_close(losses[0], losses[1], atol=0, rtol=0)
         for result in ranks:
@@ -97,6 +110,8 @@ def test_ddp_gradients_equal_one_process_on_the_whole_batch(tmp_path: Path) -> N
 
 @pytest.mark.dist
 def test_torchrun_two_cpu_processes_train_digits(tmp_path: Path) -> None:
+    """Digits under torchrun with the DDP-aware M-per-class sampler and the top-k miner."""
+    train, _ = load_digits_splits(16, 0.25, 0)
     out = tmp_path / "run"
     result = subprocess.run(
         [
@@ -111,6 +126,10 @@ def test_torchrun_two_cpu_processes_train_digits(tmp_path: Path) -> None:
             str(ROOT / "recipes" / "digits.yaml"),
             "train.epochs=2",
             "train.threads=1",
+            "sampler.name=m_per_class",
+            "sampler.args={m: 32}",
+            "miner.name=topk",
+            "miner.args={k: 64}",
             "train.device=cpu",
             "--out",
             str(out),
@@ -128,6 +147,8 @@ def test_torchrun_two_cpu_processes_train_digits(tmp_path: Path) -> None:
     assert json.loads((out / "meta.json").read_text())["world_size"] == 2
     with (out / "log.csv").open() as handle:
         steps = [int(row["step"]) for row in csv.DictReader(handle)]
-    assert steps == list(range(1, 11))  # 1347 // 256 = 5 global steps per epoch, logged once
+    # Each rank draws 4 classes × 32 of the global 256; every global step is logged once.
+    per_epoch = len(MPerClassSampler(train.labels, m=32, batch_size=128, num_replicas=2, rank=0))
+    assert steps == list(range(1, 2 * per_epoch + 1))
     assert len(list((out / "tensorboard").iterdir())) == 1
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt"]
