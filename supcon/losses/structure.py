@@ -110,7 +110,8 @@ class PairStructure:
         assert self.pos_pairs is not None
         return self.pos_pairs[0].device
 
-    def _not_self(self, start: int, stop: int) -> Tensor:
+    def not_self(self, start: int, stop: int) -> Tensor:
+        """``(stop - start, M)`` boolean: True except at each anchor's own column."""
         rows = torch.arange(start, stop, device=self.device) + self.anchor_offset
         cols = torch.arange(self.num_candidates, device=self.device)
         return rows[:, None] != cols[None, :]
@@ -136,9 +137,8 @@ class PairStructure:
             self._clear_self(in_denominator, start, stop)
             return positive, in_denominator
         if self.keys is not None:
-            positive = self.keys[start + self.anchor_offset : stop + self.anchor_offset, None] == (
-                self.keys[None, :]
-            )
+            lo, hi = start + self.anchor_offset, stop + self.anchor_offset
+            positive = self.keys[lo:hi, None] == self.keys[None, :]
         elif self.multi_hot is not None:
             hot = self.multi_hot.to(torch.float32)
             lo, hi = start + self.anchor_offset, stop + self.anchor_offset
@@ -164,7 +164,7 @@ class PairStructure:
         """
         positive, in_denominator = self.block_masks(start, stop)
         if in_denominator is None:
-            in_denominator = self._not_self(start, stop)
+            in_denominator = self.not_self(start, stop)
         return positive, in_denominator
 
     def positives_per_anchor(self, block_rows: int = 4096) -> Tensor:

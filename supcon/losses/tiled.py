@@ -23,8 +23,8 @@ Two block kernels:
 * **masked** (multi-hot labels, a user mask, mined pairs, or HCL): the block's boolean masks
   come from :meth:`PairStructure.block_masks` and are applied to the tile.
 
-The function is differentiable once (``once_differentiable``); use ``tiled=False`` for
-higher-order gradients.
+The function is differentiable once (backward with ``create_graph=True`` raises); use
+``tiled=False`` for higher-order gradients.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from supcon.losses.hcl import hcl_block_gradient
 from supcon.losses.structure import AnchorCounts, PairStructure, counted_anchors
@@ -81,8 +80,12 @@ class TiledSupConSum(torch.autograd.Function):
         return total
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "supcon: the tiled loss is differentiable once; for higher-order gradients "
+                "(create_graph=True) call the loss with tiled=False."
+            )
         (grad,) = ctx.saved_tensors
         if not ctx.has_grad:
             raise RuntimeError(
@@ -110,7 +113,9 @@ def tiled_loss_sum(z: Tensor, plan: TilePlan) -> tuple[Tensor, AnchorCounts]:
 
 
 @torch.no_grad()
-def _sweep(z: Tensor, plan: TilePlan, want_grad: bool) -> tuple[Tensor, Tensor | None, AnchorCounts]:
+def _sweep(
+    z: Tensor, plan: TilePlan, want_grad: bool
+) -> tuple[Tensor, Tensor | None, AnchorCounts]:
     structure = plan.structure
     if structure.kind == "keys" and plan.beta == 0.0:
         return _sweep_keys(z, plan, want_grad)
