@@ -28,17 +28,31 @@ class DataConfig:
     """Where images come from and how views are made.
 
     Attributes:
-        dataset: ``"digits"`` (scikit-learn's bundled 8×8 digits, no download).
-        image_size: Side length images are resized to.
+        dataset: ``"digits"`` (scikit-learn's bundled 8×8 digits, no download), ``"folder"``
+            (``root/<class>/<image>``, or ``root/train`` + ``root/test|val`` trees) or ``"csv"``
+            (a manifest with columns ``path,label[,split,is_query,is_gallery]``).
+        root: Image folder (``folder``), or the folder CSV paths are relative to (``csv``;
+            default: the CSV's folder).
+        manifest: The CSV file (``csv``).
+        split_by: How a held-out split is drawn when the data has none: ``"sample"`` (every
+            class on both sides, stratified) or ``"class"`` (the last classes held out, as in
+            CUB / Cars retrieval benchmarks).
+        test_fraction: Fraction held out (of each class, or of the classes).
+        image_size: Square side length; ``null`` takes the backbone's timm default (16 for
+            digits).
         views: Augmented views per image (≥ 1; 1 needs labels for positives).
-        test_fraction: Fraction of each class held out for evaluation.
+        color_jitter: SimCLR colour-jitter strength for image data.
         num_workers: DataLoader worker processes.
     """
 
-    dataset: Literal["digits"] = "digits"
-    image_size: int = 16
-    views: int = 2
+    dataset: Literal["digits", "folder", "csv"] = "digits"
+    root: str | None = None
+    manifest: str | None = None
+    split_by: Literal["sample", "class"] = "sample"
     test_fraction: float = 0.25
+    image_size: int | None = None
+    views: int = 2
+    color_jitter: float = 1.0
     num_workers: int = 0
 
 
@@ -247,7 +261,19 @@ def validate(config: Config) -> list[str]:
     problems = []
     checks = [
         (config.data.views >= 1, "data.views must be ≥ 1"),
-        (config.data.image_size >= 8, "data.image_size must be ≥ 8"),
+        (
+            config.data.image_size is None or config.data.image_size >= 8,
+            "data.image_size must be ≥ 8 or null",
+        ),
+        (
+            config.data.dataset != "folder" or bool(config.data.root),
+            "data.dataset=folder needs data.root",
+        ),
+        (
+            config.data.dataset != "csv" or bool(config.data.manifest),
+            "data.dataset=csv needs data.manifest",
+        ),
+        (config.data.color_jitter >= 0, "data.color_jitter must be ≥ 0"),
         (0.0 < config.data.test_fraction < 1.0, "data.test_fraction must be in (0, 1)"),
         (config.data.num_workers >= 0, "data.num_workers must be ≥ 0"),
         (config.model.embedding_dim >= 1, "model.embedding_dim must be ≥ 1"),

@@ -1,46 +1,44 @@
-"""Multi-view datasets: each item is V independently augmented views of one image."""
+"""Datasets over a split: multi-view items for training, single images for embedding."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
-from supcon.data.digits import ImageSplit
+from supcon.data.transforms import Transform
 
 
-def digit_augmentation(image_size: int) -> Callable[[Tensor], Tensor]:
-    """Geometric jitter for small grayscale glyphs (no flips: they change the digit).
+class Split(Protocol):
+    """What the datasets need from a split (``TensorSplit`` or ``FileSplit``)."""
 
-    Args:
-        image_size: Side length of the input and output images.
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    is_query: np.ndarray | None
+    is_gallery: np.ndarray | None
 
-    Returns:
-        A transform ``(C, H, W) -> (C, H, W)``.
-    """
-    return v2.Compose(
-        [
-            v2.RandomResizedCrop(image_size, scale=(0.7, 1.0), ratio=(0.8, 1.25), antialias=True),
-            v2.RandomAffine(degrees=12, translate=(0.08, 0.08), shear=8),
-        ]
-    )
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> Any: ...
 
 
 class MultiViewDataset(Dataset):
-    """Wraps in-memory images so each item is ``(views, label, index)``.
+    """Each item is ``(views, label, index)``: V independently augmented views of one image.
 
     Args:
-        split: Images and labels.
+        split: The images.
         transform: Random augmentation applied independently to each view.
         views: Number of views per item.
+
+    Items:
+        ``views``: ``(V, C, H, W)`` float tensor; ``label``: int (``-1`` if unlabeled);
+        ``index``: position in ``split`` (doubles as the sample id).
     """
 
-    def __init__(
-        self, split: ImageSplit, transform: Callable[[Tensor], Tensor], views: int
-    ) -> None:
+    def __init__(self, split: Split, transform: Transform, views: int) -> None:
         self.split = split
         self.transform = transform
         self.views = views
@@ -49,6 +47,29 @@ class MultiViewDataset(Dataset):
         return len(self.split)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
-        image = self.split.images[index]
+        image = self.split.load(index)
         views = torch.stack([self.transform(image) for _ in range(self.views)])
         return views, int(self.split.labels[index]), index
+
+
+class EvalDataset(Dataset):
+    """Each item is ``(image, label, index)`` with the deterministic eval transform.
+
+    Args:
+        split: The images.
+        transform: Deterministic transform (``None``: images are already tensors of the
+            right size, as for the digits).
+    """
+
+    def __init__(self, split: Split, transform: Transform | None = None) -> None:
+        self.split = split
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+        image = self.split.load(index)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.split.labels[index]), index

@@ -11,13 +11,19 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from supcon.builders import build_loss, build_model
 from supcon.config import Config, config_to_dict, config_to_yaml
-from supcon.data import MultiViewDataset, digit_augmentation, load_digits_splits
-from supcon.data.digits import ImageSplit
-from supcon.evaluation import embed_images, retrieval_metrics
+from supcon.data import (
+    EvalDataset,
+    MultiViewDataset,
+    Split,
+    build_transforms,
+    input_channels,
+    load_splits,
+)
+from supcon.data.transforms import Transform
+from supcon.evaluation import embed_dataset, retrieval_metrics
 from supcon.io import atomic_write_json, atomic_write_text
-from supcon.losses import SupConLoss
-from supcon.models import EmbeddingModel, create_backbone
 from supcon.training.checkpoint import save_checkpoint
 from supcon.training.logging import CsvLog, provenance
 from supcon.training.optim import build_optimizer, build_scheduler
@@ -57,11 +63,33 @@ def seed_everything(seed: int) -> None:
 
 
 def evaluate(
-    model: torch.nn.Module, split: ImageSplit, config: Config, device: torch.device
+    model: torch.nn.Module,
+    split: Split,
+    transform: Transform | None,
+    config: Config,
+    device: torch.device,
 ) -> dict[str, float]:
-    """Leave-one-out retrieval metrics of ``model`` on ``split``."""
-    embeddings = embed_images(model, split.images, batch_size=config.eval.batch_size, device=device)
-    return retrieval_metrics(embeddings, split.labels.numpy(), ks=config.eval.ks)
+    """Retrieval metrics of ``model`` on a held-out split.
+
+    Leave-one-out over the split, or query → gallery when the split carries ``is_query`` /
+    ``is_gallery`` flags. Unlabeled splits give no metrics (an empty dict).
+    """
+    if not split.labeled:
+        return {}
+    embeddings, labels = embed_dataset(
+        model,
+        EvalDataset(split, transform),
+        batch_size=config.eval.batch_size,
+        device=device,
+        num_workers=config.data.num_workers,
+    )
+    if split.is_query is None and split.is_gallery is None:
+        return retrieval_metrics(embeddings, labels, ks=config.eval.ks)
+    query = split.is_query if split.is_query is not None else np.ones(len(labels), bool)
+    gallery = split.is_gallery if split.is_gallery is not None else np.ones(len(labels), bool)
+    return retrieval_metrics(
+        embeddings[query], labels[query], embeddings[gallery], labels[gallery], ks=config.eval.ks
+    )
 
 
 def train(config: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str, float]:
@@ -91,17 +119,21 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True) -> dict
     seed_everything(config.train.seed)
     device = resolve_device(config.train.device)
 
-    train_split, test_split = load_digits_splits(
-        config.data.image_size, config.data.test_fraction, config.train.seed
-    )
+    train_split, test_split = load_splits(config.data, config.train.seed)
+    if config.loss.use_labels and not train_split.labeled:
+        raise TrainingError(
+            "the training data has no labels; set loss.use_labels=false to train NT-Xent on "
+            "augmentation pairs, or add a label column"
+        )
     if len(train_split) < config.train.batch_size:
         raise TrainingError(
             f"train.batch_size={config.train.batch_size} is larger than the training split "
             f"({len(train_split)} images); lower train.batch_size"
         )
-    dataset = MultiViewDataset(
-        train_split, digit_augmentation(config.data.image_size), config.data.views
-    )
+    in_chans = input_channels(config.data)
+    model = build_model(config.model, in_chans).to(device)
+    train_transform, eval_transform = build_transforms(config.data, model.backbone)
+    dataset = MultiViewDataset(train_split, train_transform, config.data.views)
     loader = DataLoader(
         dataset,
         batch_size=config.train.batch_size,
@@ -111,17 +143,7 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True) -> dict
         generator=torch.Generator().manual_seed(config.train.seed),
     )
 
-    backbone = create_backbone(
-        config.model.backbone,
-        pretrained=config.model.pretrained,
-        in_chans=train_split.images.shape[1],
-    )
-    model = EmbeddingModel(backbone, config.model.embedding_dim, config.model.head).to(device)
-    loss_fn = SupConLoss(
-        config.loss.temperature,
-        base_temperature=config.loss.base_temperature,
-        contrast_mode=config.loss.contrast_mode,
-    )
+    loss_fn = build_loss(config.loss)
     optimizer = build_optimizer(model, config.optim.lr, config.optim.weight_decay)
     steps_per_epoch = len(loader)
     scheduler = build_scheduler(
@@ -189,11 +211,13 @@ def train(config: Config, run_dir: str | Path, *, progress: bool = True) -> dict
                     "epoch": epoch + 1,
                     "step": step,
                     "config": config_to_dict(config),
+                    "in_chans": in_chans,
+                    "class_names": list(train_split.class_names),
                 },
             )
     finally:
         log.close()
 
-    metrics = evaluate(model, test_split, config, device)
+    metrics = evaluate(model, test_split, eval_transform, config, device)
     atomic_write_json(run_dir / "metrics.json", metrics)
     return metrics
