@@ -50,13 +50,17 @@ def reference_supcon(
 
     Returns:
         (loss, number of anchors without positives). Anchors whose denominator holds only
-        their one positive are excluded from the mean (and not counted as without positives).
+        their one positive are excluded from the mean (and not counted as without positives);
+        a batch without any negative pair has loss 0.
     """
     z = np.asarray(embeddings, dtype=np.float64)
     z = z / np.linalg.norm(z, axis=1, keepdims=True)
     m = len(z)
     num_anchors = m if num_anchors is None else num_anchors
     total, counted, without = 0.0, 0, 0
+    has_negative = any(
+        keep[i, a] and not pos[i, a] for i in range(num_anchors) for a in range(m) if a != i
+    )
     for i in range(num_anchors):
         positives = [j for j in range(m) if j != i and pos[i, j]]
         if not positives:
@@ -76,7 +80,8 @@ def reference_supcon(
         terms = [float(z[i] @ z[p]) / temperature - log_den for p in positives]
         total += -sum(terms) / len(terms)
         counted += 1
-    return (total / counted if counted else 0.0), without
+    # No negative pair anywhere: nothing is contrasted and the loss is 0 (PML's convention).
+    return (total / counted if counted and has_negative else 0.0), without
 
 
 def pair_masks_from_indices(indices_tuple: tuple, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,10 +123,11 @@ def reference_hcl(
     z = z / np.linalg.norm(z, axis=1, keepdims=True)
     m = len(z)
     num_anchors = m if num_anchors is None else num_anchors
-    total, counted = 0.0, 0
+    total, counted, any_negative = 0.0, 0, False
     for i in range(num_anchors):
         positives = [j for j in range(m) if j != i and pos[i, j]]
         negatives = [j for j in range(m) if j != i and keep[i, j] and not pos[i, j]]
+        any_negative = any_negative or bool(negatives)
         if not positives or len(positives) + len(negatives) < 2:
             continue
         lp = [float(z[i] @ z[j]) / temperature for j in positives]
@@ -132,7 +138,7 @@ def reference_hcl(
             den += len(ln) * sum(wk * math.exp(x) for wk, x in zip(w, ln, strict=True)) / sum(w)
         total += -sum(x - math.log(den) for x in lp) / len(lp)
         counted += 1
-    return total / counted if counted else 0.0
+    return total / counted if counted and any_negative else 0.0
 
 
 def anchor_term(anchor: np.ndarray, positives: list, negatives: list, temperature: float) -> float:

@@ -210,7 +210,7 @@ def batch_diagnostics(
         contrast_mode=contrast_mode,
     )
     structure = batch.structure
-    z = l2_normalize(batch.candidates.float())
+    z = l2_normalize(batch.candidates)
     num_anchors, num_cols, num_rows = structure.num_anchors, structure.num_candidates, len(z)
     rows = block_size or default_block_rows(num_anchors, num_cols)
     f64 = {"dtype": torch.float64, "device": z.device}
@@ -242,7 +242,7 @@ def batch_diagnostics(
     counted = counted_anchors(num_pos, num_pos + num_neg)
     n_counted = int(counted.sum())
     if n_counted:
-        c_pos = num_pos[counted]
+        c_pos = num_pos[counted].double()
         losses = lse[counted] - pos_sum[counted] / (tau * c_pos)
         lower, upper = loss_bounds(c_pos, num_neg[counted], tau)
         loss, lo, hi = float(losses.mean()), float(lower.mean()), float(upper.mean())

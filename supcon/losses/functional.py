@@ -46,12 +46,15 @@ class LossStats:
             batch (or the mined pairs) is a positive for them.
         num_trivial_anchors: Anchors excluded because their denominator holds only their single
             positive (their term is identically 0; only possible with mined pairs).
+        num_negative_pairs: (anchor, negative) pairs in the batch. With none, the loss is 0
+            (nothing to contrast against), as in PML.
         tiled: Whether the tiled path computed the loss.
     """
 
     num_anchors: int
     num_anchors_without_positives: int
     num_trivial_anchors: int = 0
+    num_negative_pairs: int = 0
     tiled: bool = False
 
     @property
@@ -61,6 +64,7 @@ class LossStats:
 
 
 _warned_no_positives = False
+_warned_no_negatives = False
 
 
 def _warn_no_positives_once() -> None:
@@ -71,6 +75,19 @@ def _warn_no_positives_once() -> None:
             "supcon: no anchor in this batch has a positive (and something to contrast it "
             "with), so the loss is 0. Use a sampler that puts several samples per class in a "
             "batch (supcon.samplers.MPerClassSampler) or pass two or more views per sample.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def _warn_no_negatives_once() -> None:
+    global _warned_no_negatives
+    if not _warned_no_negatives:
+        _warned_no_negatives = True
+        warnings.warn(
+            "supcon: this batch has no negative pair (a single class, or a miner that returned "
+            "no negatives), so the loss is 0 as in PML. Use batches with several classes, or "
+            "loosen the miner's negative margin.",
             RuntimeWarning,
             stacklevel=4,
         )
@@ -141,24 +158,21 @@ def _reduce(
     total: Tensor, counts: AnchorCounts, batch: FlatBatch, tiled: bool
 ) -> tuple[Tensor, LossStats]:
     """Mean over counted anchors; under a gather, the global mean with DDP-exact gradients."""
-    if not batch.distributed:
-        stats = LossStats(counts.num_anchors, counts.without_positives, counts.trivial, tiled)
-        if counts.counted == 0:
-            _warn_no_positives_once()
-            return total * 0.0, stats
-        return total / counts.counted, stats
-
-    local = torch.tensor(
-        [counts.num_anchors, counts.without_positives, counts.trivial],
-        dtype=torch.long,
-        device=total.device,
-    )
-    num_anchors, without, trivial = (int(v) for v in all_reduce_sum(local))
-    stats = LossStats(num_anchors, without, trivial, tiled)
+    local = (counts.num_anchors, counts.without_positives, counts.trivial, counts.negative_pairs)
+    if batch.distributed:
+        summed = all_reduce_sum(torch.tensor(local, dtype=torch.long, device=total.device))
+        local = tuple(int(v) for v in summed)
+    stats = LossStats(*local, tiled=tiled)
     counted = stats.num_anchors_in_mean
-    if counted == 0:
-        _warn_no_positives_once()
-        return total * 0.0, stats  # still through the gather, so every rank's backward meets
+    if counted == 0 or stats.num_negative_pairs == 0:
+        if counted == 0:
+            _warn_no_positives_once()
+        else:
+            _warn_no_negatives_once()
+        # 0, still in the graph (under a gather: through it, so every rank's backward meets).
+        return total * 0.0, stats
+    if not batch.distributed:
+        return total / counted, stats
     global_total = all_reduce_sum(total.detach().double().reshape(1))[0]
     # Value: the global mean. Gradient: world · (local sum) / (global count), which DDP's
     # averaging over ranks turns into the gradient of the global mean.

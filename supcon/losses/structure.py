@@ -224,11 +224,14 @@ class AnchorCounts:
         num_anchors: Anchors of this call (this rank's, before any all-reduce).
         without_positives: Anchors with no positive (excluded from the mean).
         trivial: Anchors whose denominator is their single positive (term ≡ 0; excluded).
+        negative_pairs: (anchor, negative) pairs over all anchors. When there are none, no
+            anchor has anything to be contrasted against and the loss is 0, as in PML.
     """
 
     num_anchors: int
     without_positives: int
     trivial: int
+    negative_pairs: int = 0
 
     @property
     def counted(self) -> int:
@@ -244,4 +247,5 @@ class AnchorCounts:
             num_anchors=int(num_positives.numel()),
             without_positives=int((~has_positive).sum()),
             trivial=int(trivial.sum()),
+            negative_pairs=int((denominator_sizes - num_positives).sum()),
         )
