@@ -212,7 +212,7 @@ def batch_diagnostics(
     structure = batch.structure
     z = l2_normalize(batch.candidates)
     num_anchors, num_cols, num_rows = structure.num_anchors, structure.num_candidates, len(z)
-    rows = block_size or default_block_rows(num_anchors, num_cols)
+    rows = block_size or default_block_rows(num_anchors, num_cols, z.device)
     f64 = {"dtype": torch.float64, "device": z.device}
     lse = torch.zeros(num_anchors, **f64)
     pos_sum, neg_sum = torch.zeros(num_anchors, **f64), torch.zeros(num_anchors, **f64)

@@ -146,7 +146,7 @@ def _anchor_loss_sum(
     num_anchors, num_cols = structure.num_anchors, structure.num_candidates
     use_tiled = tiled if tiled is not None else num_anchors * num_cols >= AUTO_TILE_ELEMENTS
     if use_tiled:
-        rows = block_size or default_block_rows(num_anchors, num_cols)
+        rows = block_size or default_block_rows(num_anchors, num_cols, z.device)
         plan = TilePlan(structure, inv_tau, beta, max(1, min(rows, num_anchors)), grad_cols)
         total, counts = tiled_loss_sum(z, plan)
         return total, counts, True

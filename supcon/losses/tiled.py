@@ -37,13 +37,18 @@ from torch import Tensor
 from supcon.losses.hcl import hcl_block_gradient
 from supcon.losses.structure import AnchorCounts, PairStructure, counted_anchors
 
-#: Elements per ``(b, M)`` tile when ``block_size`` is not given (8 MiB of float32).
-DEFAULT_TILE_ELEMENTS = 1 << 21
+#: Elements per ``(b, M)`` tile when ``block_size`` is not given: 8 MiB of float32 on CPU
+#: (stays in the last-level cache), 256 MiB on CUDA (few, large kernels).
+DEFAULT_TILE_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
 
 
-def default_block_rows(num_anchors: int, num_candidates: int) -> int:
-    """Rows per tile so that a ``(rows, M)`` float32 tile holds about 8 MiB (at least 16 rows)."""
-    rows = max(16, DEFAULT_TILE_ELEMENTS // max(num_candidates, 1))
+def default_block_rows(
+    num_anchors: int, num_candidates: int, device: torch.device | str = "cpu"
+) -> int:
+    """Anchor rows per tile for the device (see :data:`DEFAULT_TILE_ELEMENTS`), at least 16."""
+    kind = torch.device(device).type
+    budget = DEFAULT_TILE_ELEMENTS.get(kind, DEFAULT_TILE_ELEMENTS["cuda"])
+    rows = max(16, budget // max(num_candidates, 1))
     return max(1, min(num_anchors, rows))
 
 
@@ -138,26 +143,29 @@ def _sweep_keys(
     z_anchor = z[offset : offset + num_anchors]
     anchor_ids = ids[offset : offset + num_anchors]
 
-    # Positive part in O(M·D): Σ_{p∈P(i)} z_p = (row sum of the anchor's key) − z_i.
-    key_sum = torch.zeros(num_keys, z.shape[1], dtype=torch.float64, device=z.device)
-    key_sum.index_add_(0, ids, z.double())
-    pos_vec = key_sum[anchor_ids] - z_anchor.double()  # (N_a, D)
+    # Positive part in O(M·D): Σ_{p∈P(i)} z_p = (sum of the anchor's key's rows) − z_i, with
+    # the sums in float64 and every (rows, D) temporary bounded by chunking.
+    key_sum = _key_sums(z, ids, num_keys)
     num_pos = torch.bincount(ids, minlength=num_keys)[anchor_ids] - 1
     den_size = torch.full_like(num_pos, num_cols - 1)
     counted = counted_anchors(num_pos, den_size)
     inv_pos = torch.where(counted, 1.0 / num_pos.clamp(min=1).double(), 0.0)
-    mean_pos_logit = (z_anchor.double() * pos_vec).sum(dim=1) * inv_tau * inv_pos
+    mean_pos_logit = torch.empty(num_anchors, dtype=torch.float64, device=z.device)
+    for lo, hi in _chunks(num_anchors):
+        za = z_anchor[lo:hi].double()
+        pos_dot = (za * (key_sum[anchor_ids[lo:hi]] - za)).sum(dim=1)
+        mean_pos_logit[lo:hi] = pos_dot * inv_tau * inv_pos[lo:hi]
 
     lse = torch.zeros(num_anchors, dtype=z.dtype, device=z.device)
     grad = torch.zeros_like(z) if want_grad else None
     scaled = z_anchor * inv_tau
-    rows = plan.block_rows
+    rows, on_cpu = plan.block_rows, z.device.type == "cpu"
     tile_buf = torch.empty(min(rows, num_anchors), num_cols, dtype=z.dtype, device=z.device)
     for start in range(0, num_anchors, rows):
         stop = min(start + rows, num_anchors)
         block_counted = counted[start:stop]
-        if not bool(block_counted.any()):
-            continue
+        if on_cpu and not bool(block_counted.any()):
+            continue  # (a host sync per block is not worth it on an accelerator)
         tile = tile_buf[: stop - start]
         torch.mm(scaled[start:stop], z.T, out=tile)
         tile.diagonal(offset=offset + start).fill_(float("-inf"))
@@ -174,14 +182,36 @@ def _sweep_keys(
     losses = torch.where(counted, lse.double() - mean_pos_logit, 0.0)
     total = losses.sum().to(z.dtype)
     if grad is not None:
-        # ∂(−mean_p l_ip)/∂l_ij = −1/|P(i)| for every positive j, gathered per key.
-        weighted = inv_pos[:, None] * z_anchor.double()  # (N_a, D)
-        key_weighted = torch.zeros_like(key_sum).index_add_(0, anchor_ids, weighted)
-        grad[offset : offset + num_anchors] -= (inv_pos[:, None] * pos_vec - weighted).to(z.dtype)
-        cols = plan.grad_cols
-        grad[:cols] -= key_weighted[ids[:cols]].to(z.dtype)
+        # ∂(−mean_p l_ip)/∂l_ij = −1/|P(i)| for every positive j of anchor i. Row i receives
+        # −(S_k − z_i)/|P(i)|; column j receives −Σ_{anchors a ≠ j of key k} z_a/|P(a)|, i.e.
+        # −T_k plus its own term back when j is itself an anchor.
+        key_weighted = _key_sums(z_anchor, anchor_ids, num_keys, weights=inv_pos)
+        for lo, hi in _chunks(num_anchors):
+            za = z_anchor[lo:hi].double()
+            own = inv_pos[lo:hi, None] * (key_sum[anchor_ids[lo:hi]] - 2.0 * za)
+            grad[offset + lo : offset + hi] -= own.to(z.dtype)
+        for lo, hi in _chunks(plan.grad_cols):
+            grad[lo:hi] -= key_weighted[ids[lo:hi]].to(z.dtype)
         grad.mul_(inv_tau)
     return total, grad, AnchorCounts.from_sizes(num_pos, den_size)
+
+
+_CHUNK_ROWS = 4096
+
+
+def _chunks(rows: int) -> list[tuple[int, int]]:
+    return [(lo, min(lo + _CHUNK_ROWS, rows)) for lo in range(0, rows, _CHUNK_ROWS)]
+
+
+def _key_sums(x: Tensor, ids: Tensor, num_keys: int, weights: Tensor | None = None) -> Tensor:
+    """``(K, D)`` float64 per-key sums of the rows of ``x`` (optionally weighted), chunked."""
+    out = torch.zeros(num_keys, x.shape[1], dtype=torch.float64, device=x.device)
+    for lo, hi in _chunks(x.shape[0]):
+        rows = x[lo:hi].double()
+        if weights is not None:
+            rows.mul_(weights[lo:hi, None])
+        out.index_add_(0, ids[lo:hi], rows)
+    return out
 
 
 def _sweep_masked(
@@ -195,7 +225,7 @@ def _sweep_masked(
     grad = torch.zeros_like(z) if want_grad else None
     total = torch.zeros((), dtype=torch.float64, device=z.device)
     num_pos_all, den_size_all = [], []
-    rows = plan.block_rows
+    rows, on_cpu = plan.block_rows, z.device.type == "cpu"
     tile_buf = torch.empty(min(rows, num_anchors), num_cols, dtype=z.dtype, device=z.device)
     for start in range(0, num_anchors, rows):
         stop = min(start + rows, num_anchors)
@@ -208,7 +238,7 @@ def _sweep_masked(
         num_pos_all.append(num_pos)
         den_size_all.append(den_size)
         counted = counted_anchors(num_pos, den_size)
-        if not bool(counted.any()):
+        if on_cpu and not bool(counted.any()):
             continue
         inv_pos = torch.where(counted, 1.0 / num_pos.clamp(min=1).to(z.dtype), 0.0)
 
