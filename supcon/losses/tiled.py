@@ -174,10 +174,12 @@ def _sweep_keys(
         den = tile.sum(dim=1)
         lse[start:stop] = peak + torch.log(den)
         if grad is not None:
-            coef = torch.where(block_counted, 1.0 / den, torch.zeros_like(den))
-            tile.mul_(coef[:, None])  # softmax rows of the counted anchors
-            grad[offset + start : offset + stop].addmm_(tile, z)
-            grad[: plan.grad_cols].addmm_(tile[:, : plan.grad_cols].T, z_anchor[start:stop])
+            # G = diag(coef) · tile is the softmax of the counted rows; the row scaling is
+            # applied to the (b, D) factors instead of the (b, M) tile, saving a pass over it.
+            coef = torch.where(block_counted, 1.0 / den, torch.zeros_like(den))[:, None]
+            grad[offset + start : offset + stop].add_(torch.mm(tile, z).mul_(coef))
+            cols = plan.grad_cols
+            grad[:cols].addmm_(tile[:, :cols].T, z_anchor[start:stop] * coef)
 
     losses = torch.where(counted, lse.double() - mean_pos_logit, 0.0)
     total = losses.sum().to(z.dtype)
