@@ -9,9 +9,11 @@ which is SupCon's L_out (Khosla et al. 2020, eq. 2) and, with one positive per a
 NT-Xent (Chen et al. 2020). The loss is the mean of ``ℓ_i`` over anchors with at least one
 positive; the others are excluded and counted.
 
-Two interchangeable paths compute it: :mod:`.dense` (one ``(N_a, M)`` matrix, autograd) and
-:mod:`.tiled` (row blocks, hand-written gradient, ``O(M·D + block·M)`` memory). ``tiled=None``
-picks the tiled path once ``N_a · M`` reaches :data:`AUTO_TILE_ELEMENTS`.
+Three interchangeable paths compute it: :mod:`.dense` (one ``(N_a, M)`` matrix, autograd),
+:mod:`.tiled` (row blocks, hand-written gradient, ``O(M·D + block·M)`` memory) and, for mined
+pairs that cover a small part of the matrix, :mod:`.sparse` (``O(pairs·D)``). ``tiled=None``
+picks the sparse path for mined pairs sparser than :data:`SPARSE_MAX_DENSITY` (without HCL),
+otherwise the tiled path once ``N_a · M`` reaches :data:`AUTO_TILE_ELEMENTS`.
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ from supcon.distributed import all_reduce_sum, get_world_size
 from supcon.losses.dense import dense_anchor_losses
 from supcon.losses.hcl import check_beta
 from supcon.losses.inputs import FlatBatch, check_temperature, prepare_batch
+from supcon.losses.sparse import SparsePairs, SparsePlan, sparse_loss_sum
 from supcon.losses.structure import AnchorCounts
 from supcon.losses.tiled import TilePlan, default_block_rows, tiled_loss_sum
 
 #: ``N_a · M`` at which ``tiled=None`` switches to the tiled path (a 512 × 512 matrix).
 AUTO_TILE_ELEMENTS = 512 * 512
+
+#: Mined pairs covering less than this fraction of the ``N_a × M`` matrix use the sparse path.
+SPARSE_MAX_DENSITY = 1 / 16
 
 
 @dataclass(frozen=True)
@@ -48,14 +54,20 @@ class LossStats:
             positive (their term is identically 0; only possible with mined pairs).
         num_negative_pairs: (anchor, negative) pairs in the batch. With none, the loss is 0
             (nothing to contrast against), as in PML.
-        tiled: Whether the tiled path computed the loss.
+        path: Which implementation computed the loss: ``"dense"``, ``"tiled"`` or
+            ``"sparse"`` (mined pairs only).
     """
 
     num_anchors: int
     num_anchors_without_positives: int
     num_trivial_anchors: int = 0
     num_negative_pairs: int = 0
-    tiled: bool = False
+    path: str = "dense"
+
+    @property
+    def tiled(self) -> bool:
+        """Whether the tiled path computed the loss."""
+        return self.path == "tiled"
 
     @property
     def num_anchors_in_mean(self) -> int:
@@ -141,28 +153,38 @@ def _anchor_loss_sum(
     tiled: bool | None,
     block_size: int | None,
     grad_cols: int,
-) -> tuple[Tensor, AnchorCounts, bool]:
+) -> tuple[Tensor, AnchorCounts, str]:
     structure = batch.structure
     num_anchors, num_cols = structure.num_anchors, structure.num_candidates
+    sparse = (
+        tiled is None
+        and structure.kind == "pairs"
+        and beta == 0.0
+        and structure.num_mined_pairs() < SPARSE_MAX_DENSITY * num_anchors * num_cols
+    )
+    if sparse:
+        plan = SparsePlan(SparsePairs.from_structure(structure), batch.anchor_offset, inv_tau)
+        total, counts = sparse_loss_sum(z, plan)
+        return total, counts, "sparse"
     use_tiled = tiled if tiled is not None else num_anchors * num_cols >= AUTO_TILE_ELEMENTS
     if use_tiled:
         rows = block_size or default_block_rows(num_anchors, num_cols, z.device)
         plan = TilePlan(structure, inv_tau, beta, max(1, min(rows, num_anchors)), grad_cols)
         total, counts = tiled_loss_sum(z, plan)
-        return total, counts, True
+        return total, counts, "tiled"
     losses, _, counts = dense_anchor_losses(z, structure, inv_tau, beta)
-    return losses.sum(), counts, False
+    return losses.sum(), counts, "dense"
 
 
 def _reduce(
-    total: Tensor, counts: AnchorCounts, batch: FlatBatch, tiled: bool
+    total: Tensor, counts: AnchorCounts, batch: FlatBatch, path: str
 ) -> tuple[Tensor, LossStats]:
     """Mean over counted anchors; under a gather, the global mean with DDP-exact gradients."""
     local = (counts.num_anchors, counts.without_positives, counts.trivial, counts.negative_pairs)
     if batch.distributed:
         summed = all_reduce_sum(torch.tensor(local, dtype=torch.long, device=total.device))
         local = tuple(int(v) for v in summed)
-    stats = LossStats(*local, tiled=tiled)
+    stats = LossStats(*local, path=path)
     counted = stats.num_anchors_in_mean
     if counted == 0 or stats.num_negative_pairs == 0:
         if counted == 0:
@@ -222,10 +244,8 @@ def supcon_loss_with_stats(
     z = l2_normalize(batch.candidates)
     refs_need_grad = ref_embeddings is not None and ref_embeddings.requires_grad
     grad_cols = z.shape[0] if refs_need_grad else batch.num_batch_rows
-    total, counts, used_tiled = _anchor_loss_sum(
-        z, batch, 1.0 / tau, beta, tiled, block_size, grad_cols
-    )
-    loss, stats = _reduce(total, counts, batch, used_tiled)
+    total, counts, path = _anchor_loss_sum(z, batch, 1.0 / tau, beta, tiled, block_size, grad_cols)
+    loss, stats = _reduce(total, counts, batch, path)
     return (loss * scale).to(embeddings.dtype), stats
 
 
@@ -274,8 +294,9 @@ def supcon_loss(
         hcl_beta: Hard-negative concentration β of HCL (Robinson et al. 2021; see
             :mod:`supcon.losses.hcl`). 0 (default) is plain SupCon.
         tiled: ``True``: row-block path with ``O(M·D + block·M)`` memory; ``False``: one dense
-            matrix (supports double backward); ``None`` (default): tiled once
-            ``N_a · M ≥ AUTO_TILE_ELEMENTS``. Both give the same value and gradient.
+            matrix (supports double backward); ``None`` (default): the sparse path for mined
+            pairs covering < 1/16 of the matrix, else tiled once ``N_a · M ≥
+            AUTO_TILE_ELEMENTS``. All paths give the same value and gradient.
         block_size: Anchor rows per tile (default: about 8 MiB of float32 per tile).
         gather_distributed: In an initialised process group of >1 ranks, all-gather embeddings
             (with gradient) and labels / sample ids, contrast this rank's anchors against all

@@ -183,6 +183,12 @@ class PairStructure:
             counts.append(positive.sum(dim=1))
         return torch.cat(counts) if counts else torch.zeros(0, dtype=torch.long)
 
+    def num_mined_pairs(self) -> int:
+        """Mined positive + negative pairs whose anchor is one of this structure's anchors."""
+        if self._sorted is None:
+            raise ValueError("num_mined_pairs needs a structure built from indices_tuple.")
+        return sum(int(p.rows.numel()) for p in self._sorted)
+
     def compact_keys(self) -> tuple[Tensor, int]:
         """Keys renumbered to ``0..K-1`` (for per-class sums).
 

@@ -126,27 +126,39 @@ def _sample_ids(tiled: bool) -> Callable[[], dict]:
     return run
 
 
-def _mined(tiled: bool, miner_name: str) -> Callable[[], dict]:
+def _mined(tiled: bool | None, miner_name: str, force_sparse: bool = False) -> Callable[[], dict]:
     def run() -> dict:
-        x = torch.randn(24, IN_DIM, generator=_gen(8), dtype=torch.float64)
-        labels = torch.randint(0, 4, (24,), generator=_gen(9))
-        model = _model()
-        net = _wrap(model)
-        # A gathered miner sees the whole batch and returns global indices.
-        with torch.no_grad():
-            full = model(x)
-        miner = {
-            "ms": miners.MultiSimilarityMiner(0.1),
-            "hard": miners.BatchHardMiner(),
-        }[miner_name]
-        indices_tuple = miner(full, labels)
-        part = _share(24)
-        loss_fn = SupConLoss(0.1, tiled=tiled, block_size=5, gather_distributed=True)
-        loss = loss_fn(net(x[part]), labels[part], indices_tuple=indices_tuple)
-        loss.backward()
-        return _result(loss, model)
+        import supcon.losses.functional as functional
+
+        saved = functional.SPARSE_MAX_DENSITY
+        if force_sparse:
+            functional.SPARSE_MAX_DENSITY = 2.0
+        try:
+            return _mined_run(tiled, miner_name)
+        finally:
+            functional.SPARSE_MAX_DENSITY = saved
 
     return run
+
+
+def _mined_run(tiled: bool | None, miner_name: str) -> dict:
+    x = torch.randn(24, IN_DIM, generator=_gen(8), dtype=torch.float64)
+    labels = torch.randint(0, 4, (24,), generator=_gen(9))
+    model = _model()
+    net = _wrap(model)
+    # A gathered miner sees the whole batch and returns global indices.
+    with torch.no_grad():
+        full = model(x)
+    miner = {
+        "ms": miners.MultiSimilarityMiner(0.1),
+        "hard": miners.BatchHardMiner(),
+    }[miner_name]
+    indices_tuple = miner(full, labels)
+    part = _share(24)
+    loss_fn = SupConLoss(0.1, tiled=tiled, block_size=5, gather_distributed=True)
+    loss = loss_fn(net(x[part]), labels[part], indices_tuple=indices_tuple)
+    loss.backward()
+    return _result(loss, model, path=loss_fn.last_stats.path)
 
 
 def _memory(tiled: bool) -> Callable[[], dict]:
@@ -217,6 +229,8 @@ SCENARIOS: dict[str, Callable[[], dict]] = {
     "mined-ms-tiled": _mined(True, "ms"),
     "mined-ms-dense": _mined(False, "ms"),
     "mined-hard-tiled": _mined(True, "hard"),
+    "mined-hard-sparse": _mined(None, "hard", force_sparse=True),
+    "mined-ms-sparse": _mined(None, "ms", force_sparse=True),
     "memory-tiled": _memory(True),
     "memory-dense": _memory(False),
     "no-positives": _no_positives,
@@ -271,12 +285,14 @@ def test_two_ranks_equal_one_process(name: str, ddp_results, single_results) -> 
         assert got["loss"] == pytest.approx(expected["loss"], rel=1e-10, abs=1e-12), rank
         for g, e in zip(got["grads"], expected["grads"], strict=True):
             torch.testing.assert_close(g, e, rtol=1e-8, atol=1e-12)
-        for key in ("losses", "queue", "queue_labels", "anchors"):
+        for key in ("losses", "queue", "queue_labels", "anchors", "path"):
             if key in expected:
                 if isinstance(expected[key], torch.Tensor):
                     torch.testing.assert_close(got[key], expected[key])
                 elif key == "losses":
                     assert got[key] == pytest.approx(expected[key], rel=1e-10)
+                else:
+                    assert got[key] == expected[key]
     if name == "no-positives":
         assert expected["loss"] == 0.0
 
@@ -287,6 +303,11 @@ def test_scenarios_are_not_trivial(single_results) -> None:
         if name != "no-positives":
             assert result["loss"] > 0.0, name
             assert any(g.abs().sum() > 0 for g in result["grads"]), name
+
+
+def test_sparse_scenarios_took_the_sparse_path(single_results) -> None:
+    assert single_results["mined-hard-sparse"]["path"] == "sparse"
+    assert single_results["mined-ms-tiled"]["path"] == "tiled"
 
 
 def test_labels_anchor_counts_are_global(ddp_results) -> None:

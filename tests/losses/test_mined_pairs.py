@@ -36,7 +36,7 @@ def test_mined_pairs_equal_pml_supcon(name: str, temperature: float) -> None:
     indices_tuple = MINERS[name]()(emb, labels)
     theirs = pml_losses.SupConLoss(temperature=temperature)(emb, labels, indices_tuple).item()
     assert (theirs == 0.0) == name.endswith("no-negatives")
-    for tiled in (False, True):
+    for tiled in (None, False, True):  # None: sparse when the pairs are sparse enough
         ours = SupConLoss(temperature, tiled=tiled, block_size=7)
         got = ours(emb, labels, indices_tuple=indices_tuple).item()
         assert got == pytest.approx(theirs, rel=1e-5, abs=1e-6), (name, tiled)
@@ -49,7 +49,7 @@ def test_mined_pairs_match_the_float64_reference(name: str) -> None:
     indices_tuple = MINERS[name]()(emb, labels)
     pos, keep = pair_masks_from_indices(tuple(t.numpy() for t in indices_tuple), len(emb))
     expected, without = reference_supcon(emb.numpy(), pos, keep, 0.1)
-    for tiled in (False, True):
+    for tiled in (None, False, True):
         got, stats = supcon_loss_with_stats(
             emb, labels, indices_tuple=indices_tuple, tiled=tiled, block_size=5
         )
@@ -76,10 +76,12 @@ def test_anchor_with_only_its_positive_is_left_out_like_pml() -> None:
     a1, p = torch.tensor([0, 1]), torch.tensor([4, 5])
     a2, n = torch.tensor([1]), torch.tensor([2])
     indices_tuple = (a1, p, a2, n)
+    emb = emb.double()  # the surviving term is small (cancellation): compare in float64
     theirs = pml_losses.SupConLoss(0.1)(emb, labels, indices_tuple).item()
-    got, stats = supcon_loss_with_stats(emb, labels, indices_tuple=indices_tuple)
-    assert got.item() == pytest.approx(theirs, rel=1e-6)
-    assert stats.num_trivial_anchors == 1 and stats.num_anchors_in_mean == 1
+    for tiled in (None, False, True):  # sparse, dense, tiled
+        got, stats = supcon_loss_with_stats(emb, labels, indices_tuple=indices_tuple, tiled=tiled)
+        assert got.item() == pytest.approx(theirs, rel=1e-10)
+        assert stats.num_trivial_anchors == 1 and stats.num_anchors_in_mean == 1
 
 
 def test_miner_without_negatives_gives_zero_like_pml() -> None:
@@ -101,16 +103,64 @@ def test_miner_without_negatives_gives_zero_like_pml() -> None:
     assert torch.all(emb.grad == 0)
 
 
-def test_many_mined_pairs_are_sorted_once_and_sliced_per_block() -> None:
-    # O(B·k) pairs in random order: the tiled path must agree with the dense one.
-    gen = torch.Generator().manual_seed(5)
-    n, k = 300, 6
-    emb = torch.randn(n, 8, generator=gen, dtype=torch.float64)
+def _random_pairs(n: int, k: int, seed: int) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(seed)
     anchors = torch.arange(n).repeat_interleave(k)
     negatives = torch.randint(0, n, (n * k,), generator=gen)
     positives = (anchors + 1 + torch.randint(0, 3, (n * k,), generator=gen)) % n
     order = torch.randperm(n * k, generator=gen)
-    pairs = (anchors[order], positives[order], anchors, negatives)
-    dense = supcon_loss(emb, indices_tuple=pairs, tiled=False)
-    tiled = supcon_loss(emb, indices_tuple=pairs, tiled=True, block_size=17)
-    assert tiled.item() == pytest.approx(dense.item(), rel=1e-12)
+    return anchors[order], positives[order], anchors, negatives
+
+
+def test_many_mined_pairs_take_the_sparse_path_and_agree_with_dense_and_tiled() -> None:
+    # O(B·k) pairs in random order, with duplicates: all three paths agree, value and gradient.
+    n = 300
+    emb = torch.randn(n, 8, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    pairs = _random_pairs(n, 6, seed=6)
+    results = {}
+    for tiled in (None, False, True):
+        leaf = emb.clone().requires_grad_()
+        loss, stats = supcon_loss_with_stats(leaf, indices_tuple=pairs, tiled=tiled, block_size=17)
+        loss.backward()
+        results[stats.path] = (loss.item(), leaf.grad)
+    assert set(results) == {"sparse", "dense", "tiled"}
+    for path in ("sparse", "tiled"):
+        assert results[path][0] == pytest.approx(results["dense"][0], rel=1e-12)
+        torch.testing.assert_close(results[path][1], results["dense"][1], rtol=1e-9, atol=1e-13)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sparse_path_equals_dense_at_any_density(seed: int, monkeypatch) -> None:
+    import supcon.losses.functional as functional
+
+    monkeypatch.setattr(functional, "SPARSE_MAX_DENSITY", 2.0)  # force the sparse path
+    gen = torch.Generator().manual_seed(seed)
+    emb = torch.randn(40, 2, 6, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 5, (40,), generator=gen)
+    flat_labels = labels.repeat(2)
+    indices_tuple = miners.MultiSimilarityMiner(0.1)(
+        emb.transpose(0, 1).reshape(80, 6), flat_labels
+    )
+    for mode in ("all", "one"):
+        values = {}
+        for tiled in (None, False):
+            leaf = emb.clone().requires_grad_()
+            loss, stats = supcon_loss_with_stats(
+                leaf, labels, indices_tuple=indices_tuple, contrast_mode=mode, tiled=tiled
+            )
+            loss.backward()
+            values[stats.path] = (loss.item(), leaf.grad)
+        assert values["sparse"][0] == pytest.approx(values["dense"][0], rel=1e-12)
+        torch.testing.assert_close(values["sparse"][1], values["dense"][1], rtol=1e-9, atol=1e-13)
+
+
+def test_sparse_gradient_passes_gradcheck() -> None:
+    emb = torch.randn(100, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    pairs = _random_pairs(100, 2, seed=8)
+    _, stats = supcon_loss_with_stats(emb, indices_tuple=pairs)
+    assert stats.path == "sparse"
+    assert torch.autograd.gradcheck(
+        lambda e: supcon_loss(e, indices_tuple=pairs, temperature=0.3),
+        (emb.requires_grad_(),),
+        fast_mode=True,
+    )
