@@ -4,9 +4,10 @@
     python benchmarks/bench_loss.py --huge          # + B = 65,536 (ours only; PML infeasible)
     python benchmarks/bench_loss.py --device cuda   # GPU target: B = 65,536, D = 256, TF32
 
-Time: median of ``--repeats`` forward + backward passes (after one warm-up) on ``(B, D)``
+Time: median of ``--repeats`` forward + backward passes (after one warm-up round) on ``(B, D)``
 float32 embeddings with integer labels (``B // 8`` classes, 8 samples each on average), all in
-one process so the ratios compare like with like. Memory: peak extra RSS of one forward +
+one process and interleaved round-robin (one pass of each implementation per round), so the
+ratios compare like with like even on a shared machine. Memory: peak extra RSS of one forward +
 backward, each implementation in a fresh subprocess (the kernel's peak-RSS mark, reset just
 before the call, minus the RSS before it; a small warm-up call first so lazy library
 initialisation is not counted). Torch uses its
@@ -69,18 +70,33 @@ def _sync(device: str) -> None:
 def time_fwd_bwd(name: str, x: torch.Tensor, labels: torch.Tensor, repeats: int) -> list[float]:
     """Seconds of each of ``repeats`` forward + backward passes (after one warm-up)."""
     fn = loss_call(name)
-    device = x.device.type
-    times = []
-    for i in range(repeats + 1):
-        leaf = x.detach().clone().requires_grad_()
-        gc.collect()
-        _sync(device)
-        start = time.perf_counter()
-        fn(leaf, labels).backward()
-        _sync(device)
-        if i:
-            times.append(time.perf_counter() - start)
-        del leaf
+    times = [_one_pass(fn, x, labels) for _ in range(repeats + 1)]
+    return times[1:]
+
+
+def _one_pass(fn, x: torch.Tensor, labels: torch.Tensor) -> float:
+    leaf = x.detach().clone().requires_grad_()
+    gc.collect()
+    _sync(x.device.type)
+    start = time.perf_counter()
+    fn(leaf, labels).backward()
+    _sync(x.device.type)
+    return time.perf_counter() - start
+
+
+def time_interleaved(
+    names: tuple[str, ...], x: torch.Tensor, labels: torch.Tensor, repeats: dict[str, int]
+) -> dict[str, list[float]]:
+    """Round-robin timing: one pass of each implementation per round, so that load from other
+    processes on a shared machine hits all of them alike. One warm-up round is discarded."""
+    fns = {name: loss_call(name) for name in names}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(max(repeats.values()) + 1):
+        for name in names:
+            if round_ <= repeats[name]:
+                seconds = _one_pass(fns[name], x, labels)
+                if round_:
+                    times[name].append(seconds)
     return times
 
 
@@ -141,11 +157,12 @@ def cpu_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     for batch in args.sizes:
         x, labels = make_batch(batch, args.dim, "cpu")
         row: dict[str, Any] = {"batch": batch, "dim": args.dim}
-        for name in IMPLEMENTATIONS:
-            repeats = (
-                min(args.repeats, 3) if name in ("pml", "dense") and batch >= 8192 else args.repeats
-            )
-            times = time_fwd_bwd(name, x, labels, repeats)
+        slow = batch >= 8192
+        repeats = {
+            name: min(args.repeats, 3) if name in ("pml", "dense") and slow else args.repeats
+            for name in IMPLEMENTATIONS
+        }
+        for name, times in time_interleaved(IMPLEMENTATIONS, x, labels, repeats).items():
             row[f"{name}_s"] = statistics.median(times)
             row[f"{name}_runs"] = times
         for name in ("dense", "tiled", "auto"):
@@ -220,9 +237,8 @@ def cuda_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 "peak_extra_cuda_bytes": peak,
             }
         )
-        print(
-            f"  B={batch}: {median * 1e3:.1f} ms, {median / floor:.2f}x floor, {peak / 2**20:.0f} MiB"
-        )
+        mib = peak / 2**20
+        print(f"  B={batch}: {median * 1e3:.1f} ms, {median / floor:.2f}x floor, {mib:.0f} MiB")
     return {"device_name": torch.cuda.get_device_name(), "timing": rows}
 
 
@@ -230,7 +246,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = []
     if "timing" in result and result.get("device") == "cpu":
         lines += [
-            "| B | D | PML SupConLoss | ours dense | ours tiled | ours auto | speed-up (auto vs PML) |",
+            "| B | D | PML SupConLoss | ours dense | ours tiled | ours auto "
+            "| speed-up (auto vs PML) |",
             "|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in result["timing"]:
@@ -261,12 +278,14 @@ def markdown(result: dict[str, Any]) -> str:
             ]
     elif "timing" in result:
         lines += [
-            "| B | D | time | achieved TFLOP/s | TF32 matmul TFLOP/s | × floor | peak extra CUDA memory |",
+            "| B | D | time | achieved TFLOP/s | TF32 matmul TFLOP/s | × floor "
+            "| peak extra CUDA memory |",
             "|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in result["timing"]:
             lines.append(
-                f"| {r['batch']} | {r['dim']} | {r['seconds'] * 1e3:.1f} ms | {r['achieved_tflops']:.1f} | "
+                f"| {r['batch']} | {r['dim']} | {r['seconds'] * 1e3:.1f} ms | "
+                f"{r['achieved_tflops']:.1f} | "
                 f"{r['tf32_matmul_tflops']:.1f} | {r['times_floor']:.2f} | "
                 f"{r['peak_extra_cuda_bytes'] / 2**20:.0f} MiB |"
             )
@@ -308,9 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     if args._rss:
         print(json.dumps(measure_peak_rss(args._rss, args._batch, args.dim)))
         return 0
-    print(
-        f"supcon loss benchmark on {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    )
+    threads = torch.get_num_threads()
+    print(f"supcon loss benchmark on {args.device}, torch {torch.__version__}, {threads} threads")
     result = cpu_benchmark(args) if args.device == "cpu" else cuda_benchmark(args)
     result.update(
         {
