@@ -159,17 +159,7 @@ def _sweep_keys(
 
     lse = torch.zeros(num_anchors, dtype=z.dtype, device=z.device)
     grad = torch.zeros_like(z) if want_grad else None
-    # Shift for exp: with 2/τ ≤ 80 every logit minus its ceiling 1/τ is ≥ −80, so exp never
-    # leaves float32's normal range and the constant shift 1/τ can be folded into the product
-    # (a column of ones on z, −1/τ on the anchors): no max pass, no subtraction pass. Smaller
-    # τ falls back to the row maximum.
-    fixed_shift = FIXED_SHIFT and 2.0 * inv_tau <= _MAX_FIXED_SPAN
-    if fixed_shift:
-        ones = z.new_ones(num_cols, 1)
-        z_mm = torch.cat([z, ones], dim=1)
-        scaled = torch.cat([z_anchor * inv_tau, ones[:num_anchors] * -inv_tau], dim=1)
-    else:
-        z_mm, scaled = z, z_anchor * inv_tau
+    scaled = z_anchor * inv_tau
     rows, on_cpu = plan.block_rows, z.device.type == "cpu"
     tile_buf = torch.empty(min(rows, num_anchors), num_cols, dtype=z.dtype, device=z.device)
     for start in range(0, num_anchors, rows):
@@ -178,17 +168,12 @@ def _sweep_keys(
         if on_cpu and not bool(block_counted.any()):
             continue  # (a host sync per block is not worth it on an accelerator)
         tile = tile_buf[: stop - start]
-        torch.mm(scaled[start:stop], z_mm.T, out=tile)
+        torch.mm(scaled[start:stop], z.T, out=tile)
         tile.diagonal(offset=offset + start).fill_(float("-inf"))
-        if fixed_shift:
-            tile.exp_()
-            den = tile.sum(dim=1)
-            lse[start:stop] = inv_tau + torch.log(den)
-        else:
-            peak = _row_max(tile)
-            tile.sub_(peak[:, None]).exp_()
-            den = tile.sum(dim=1)
-            lse[start:stop] = peak + torch.log(den)
+        peak = _row_max(tile)
+        tile.sub_(peak[:, None]).exp_()
+        den = tile.sum(dim=1)
+        lse[start:stop] = peak + torch.log(den)
         if grad is not None:
             # G = diag(coef) · tile is the softmax of the counted rows; the row scaling is
             # applied to the (b, D) factors instead of the (b, M) tile, saving a pass over it.
@@ -215,10 +200,6 @@ def _sweep_keys(
 
 
 _CHUNK_ROWS = 4096
-
-#: Largest logit span 2/τ for which exp(l − 1/τ) stays in float32's normal range.
-_MAX_FIXED_SPAN = 80.0
-FIXED_SHIFT = True
 
 
 def _chunks(rows: int) -> list[tuple[int, int]]:
