@@ -8,6 +8,9 @@ unlabelled batch, or user ``sample_ids``) only mean something within a rank, so 
 are renumbered into a range of its own before gathering. Mined ``indices_tuple`` entries index
 the gathered batch; each rank keeps the pairs whose anchor is one of its own rows.
 
+Every rank must call the loss (collectives inside), with a non-empty batch and the same
+kind of positives (all with labels, or all without).
+
 The embeddings travel through :func:`supcon.distributed.all_gather_variable_with_grad`, whose
 backward sums every rank's gradient for a row and hands it to the rank that owns the row. The
 loss module then scales its output so that DDP's gradient averaging yields the single-process
