@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -329,9 +330,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     threads = torch.get_num_threads()
     print(f"supcon loss benchmark on {args.device}, torch {torch.__version__}, {threads} threads")
+    load_before = os.getloadavg()
     result = cpu_benchmark(args) if args.device == "cpu" else cuda_benchmark(args)
     result.update(
         {
+            # Other processes on the machine slow block-wise code more than one big kernel
+            # (OpenMP threads spin-wait between regions): record the load to judge a run.
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
             "device": args.device,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
