@@ -63,6 +63,7 @@ import torch
 from torch import Tensor
 
 from supcon.losses.functional import l2_normalize
+from supcon.losses.hcl import safe_logsumexp
 from supcon.losses.inputs import check_temperature, prepare_batch
 from supcon.losses.structure import counted_anchors
 from supcon.losses.tiled import default_block_rows
@@ -211,33 +212,38 @@ def batch_diagnostics(
     )
     structure = batch.structure
     z = l2_normalize(batch.candidates)
-    num_anchors, num_cols, num_rows = structure.num_anchors, structure.num_candidates, len(z)
+    num_anchors, num_cols = structure.num_anchors, structure.num_candidates
     rows = block_size or default_block_rows(num_anchors, num_cols, z.device)
     f64 = {"dtype": torch.float64, "device": z.device}
-    lse = torch.zeros(num_anchors, **f64)
-    pos_sum, neg_sum = torch.zeros(num_anchors, **f64), torch.zeros(num_anchors, **f64)
+    lse, pos_sum, den_sum = (torch.zeros(num_anchors, **f64) for _ in range(3))
     num_pos = torch.zeros(num_anchors, dtype=torch.long, device=z.device)
-    num_neg = torch.zeros_like(num_pos)
+    num_den = torch.zeros_like(num_pos)
     pair_sum, pair_count = 0.0, 0
     uniform_terms: list[Tensor] = []
+    neg_inf = float("-inf")
     for start in range(0, num_anchors, rows):
         stop = min(start + rows, num_anchors)
-        sim = z[start:stop] @ z.T  # (b, M) cosines; anchors are rows [0, N_a) here
+        sim = z[start:stop] @ z.T  # (b, M) cosines (no gather here: anchors are rows 0..N_a)
         positive, in_denominator = structure.block(start, stop)
-        negative = in_denominator & ~positive
         num_pos[start:stop] = positive.sum(dim=1)
-        num_neg[start:stop] = negative.sum(dim=1)
+        num_den[start:stop] = in_denominator.sum(dim=1)
         pos_sum[start:stop] = torch.where(positive, sim, 0.0).sum(dim=1).double()
-        neg_sum[start:stop] = torch.where(negative, sim, 0.0).sum(dim=1).double()
-        logits = torch.where(in_denominator, sim / tau, float("-inf"))
-        lse[start:stop] = torch.logsumexp(logits.double(), dim=1)
-        # Distinct pairs of batch rows (references excluded), for uniformity and similarity.
-        distinct = structure.not_self(start, stop)[:, :num_rows]
-        batch_sim = sim[:, :num_rows]
-        pair_sum += float(torch.where(distinct, batch_sim, 0.0).double().sum())
+        den_rows = torch.where(in_denominator, sim, 0.0).sum(dim=1).double()
+        den_sum[start:stop] = den_rows
+        lse[start:stop] = safe_logsumexp(torch.where(in_denominator, sim / tau, neg_inf)).double()
+        # Distinct pairs (i ≠ j) for uniformity and the mean similarity; without a miner they
+        # are exactly the denominator pairs.
+        if structure.kind == "pairs":
+            distinct = structure.not_self(start, stop)
+            row_sums = torch.where(distinct, sim, 0.0).sum(dim=1).double()
+        else:
+            distinct, row_sums = in_denominator, den_rows
+        pair_sum += float(row_sums.sum())
         pair_count += int(distinct.sum())
-        gauss = torch.where(distinct, 4.0 * batch_sim - 4.0, float("-inf")).double()
-        uniform_terms.append(torch.logsumexp(gauss.flatten(), dim=0))
+        gauss = safe_logsumexp(torch.where(distinct, 4.0 * sim - 4.0, neg_inf))
+        uniform_terms.append(gauss.double())
+    num_neg = num_den - num_pos
+    neg_sum = den_sum - pos_sum
 
     counted = counted_anchors(num_pos, num_pos + num_neg)
     n_counted = int(counted.sum())
@@ -254,7 +260,7 @@ def batch_diagnostics(
     mean_neg = float(neg_sum.sum()) / total_neg if total_neg else float("nan")
     mean_sim = pair_sum / pair_count if pair_count else float("nan")
     uniformity = (
-        float(torch.logsumexp(torch.stack(uniform_terms), 0)) - math.log(pair_count)
+        float(torch.logsumexp(torch.cat(uniform_terms), 0)) - math.log(pair_count)
         if pair_count
         else float("nan")
     )
@@ -268,7 +274,7 @@ def batch_diagnostics(
         mean_positive_similarity=mean_pos,
         mean_negative_similarity=mean_neg,
         mean_similarity=mean_sim,
-        effective_rank=effective_rank(z[:num_rows]),
+        effective_rank=effective_rank(z),
         collapsed=bool(pair_count and mean_sim >= collapse_threshold),
         num_anchors_in_mean=n_counted,
     )
