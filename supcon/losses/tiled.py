@@ -43,14 +43,19 @@ from supcon.losses.structure import AnchorCounts, PairStructure, counted_anchors
 #: (stays in the last-level cache), 256 MiB on CUDA (few, large kernels).
 DEFAULT_TILE_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}
 
+#: Fewest rows per default tile. Every tile adds ``G^T z_block`` into the whole ``(M, D)``
+#: gradient buffer, so with very thin tiles (huge M) that read-modify-write of ``M·D`` floats
+#: per tile, not the tile itself, dominates memory traffic; ``b ≳ D`` keeps it secondary.
+MIN_BLOCK_ROWS = 128
+
 
 def default_block_rows(
     num_anchors: int, num_candidates: int, device: torch.device | str = "cpu"
 ) -> int:
-    """Anchor rows per tile for the device (see :data:`DEFAULT_TILE_ELEMENTS`), at least 16."""
+    """Anchor rows per tile for the device (see :data:`DEFAULT_TILE_ELEMENTS`)."""
     kind = torch.device(device).type
     budget = DEFAULT_TILE_ELEMENTS.get(kind, DEFAULT_TILE_ELEMENTS["cuda"])
-    rows = max(16, budget // max(num_candidates, 1))
+    rows = max(MIN_BLOCK_ROWS, budget // max(num_candidates, 1))
     return max(1, min(num_anchors, rows))
 
 
