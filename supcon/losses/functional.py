@@ -297,7 +297,7 @@ def supcon_loss(
             matrix (supports double backward); ``None`` (default): the sparse path for mined
             pairs covering < 1/16 of the matrix, else tiled once ``N_a · M ≥
             AUTO_TILE_ELEMENTS``. All paths give the same value and gradient.
-        block_size: Anchor rows per tile (default: about 8 MiB of float32 per tile).
+        block_size: Anchor rows per tile (default: about 16 MiB of float32 per tile on CPU).
         gather_distributed: In an initialised process group of >1 ranks, all-gather embeddings
             (with gradient) and labels / sample ids, contrast this rank's anchors against all
             rows, and return the global mean (identical on every rank) with gradients that,
