@@ -3,6 +3,22 @@
 __version__ = "0.1.0"
 
 from supcon.evaluation.metrics import retrieval_metrics
-from supcon.losses import LossStats, SupConLoss, supcon_loss
+from supcon.losses import (
+    BatchDiagnostics,
+    CrossBatchMemory,
+    LossStats,
+    SupConLoss,
+    batch_diagnostics,
+    supcon_loss,
+)
 
-__all__ = ["LossStats", "SupConLoss", "__version__", "retrieval_metrics", "supcon_loss"]
+__all__ = [
+    "BatchDiagnostics",
+    "CrossBatchMemory",
+    "LossStats",
+    "SupConLoss",
+    "__version__",
+    "batch_diagnostics",
+    "retrieval_metrics",
+    "supcon_loss",
+]

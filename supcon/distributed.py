@@ -85,3 +85,87 @@ def all_gather_no_grad(tensor: Tensor) -> Tensor:
     parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, tensor.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def _sizes(rows: int, device: torch.device) -> list[int]:
+    sizes = torch.tensor([rows], dtype=torch.long, device=device)
+    parts = [torch.empty_like(sizes) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, sizes)
+    return [int(p.item()) for p in parts]
+
+
+def gather_sizes(rows: int, device: torch.device | str = "cpu") -> list[int]:
+    """Every rank's ``rows``, in rank order (``[rows]`` when not distributed).
+
+    Args:
+        rows: This rank's count.
+        device: Where the exchange tensor lives (CUDA for NCCL, CPU for gloo).
+
+    Returns:
+        One count per rank.
+    """
+    if not is_distributed():
+        return [rows]
+    return _sizes(rows, torch.device(device))
+
+
+def _pad_rows(tensor: Tensor, rows: int) -> Tensor:
+    if tensor.shape[0] == rows:
+        return tensor
+    pad = tensor.new_zeros((rows - tensor.shape[0], *tensor.shape[1:]))
+    return torch.cat([tensor, pad], dim=0)
+
+
+def _unpad(gathered: Tensor, sizes: list[int], padded: int) -> Tensor:
+    if all(s == padded for s in sizes):
+        return gathered
+    return torch.cat([gathered[r * padded : r * padded + s] for r, s in enumerate(sizes)], dim=0)
+
+
+def all_gather_variable_with_grad(tensor: Tensor, sizes: list[int] | None = None) -> Tensor:
+    """:func:`all_gather_with_grad` for ranks holding different numbers of rows.
+
+    Rows are padded to the largest rank's count for the collective and the padding is dropped
+    afterwards, so the result is the plain rank-major concatenation.
+
+    Args:
+        tensor: ``(n_r, ...)`` on rank ``r``; trailing shapes must agree across ranks.
+        sizes: Every rank's ``n_r`` if already known (saves one collective).
+
+    Returns:
+        ``(sum_r n_r, ...)``; ``tensor`` itself when not distributed.
+    """
+    if not is_distributed():
+        return tensor
+    sizes = sizes if sizes is not None else _sizes(tensor.shape[0], tensor.device)
+    padded = max(sizes)
+    gathered = _AllGatherWithGrad.apply(_pad_rows(tensor, padded))
+    return _unpad(gathered, sizes, padded)
+
+
+@torch.no_grad()
+def all_gather_variable_no_grad(tensor: Tensor, sizes: list[int] | None = None) -> Tensor:
+    """:func:`all_gather_no_grad` for ranks holding different numbers of rows.
+
+    Args:
+        tensor: ``(n_r, ...)`` on rank ``r``; trailing shapes and dtype must agree across ranks.
+        sizes: Every rank's ``n_r`` if already known.
+
+    Returns:
+        ``(sum_r n_r, ...)``; ``tensor`` itself when not distributed.
+    """
+    if not is_distributed():
+        return tensor
+    sizes = sizes if sizes is not None else _sizes(tensor.shape[0], tensor.device)
+    padded = max(sizes)
+    return _unpad(all_gather_no_grad(_pad_rows(tensor, padded)), sizes, padded)
+
+
+@torch.no_grad()
+def all_reduce_sum(tensor: Tensor) -> Tensor:
+    """Sum of ``tensor`` over ranks (a new tensor; ``tensor`` itself when not distributed)."""
+    if not is_distributed():
+        return tensor
+    out = tensor.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out

@@ -24,18 +24,24 @@ class FlatBatch:
 
     Attributes:
         candidates: ``(M, D)`` embeddings in the compute dtype (float32 for half inputs),
-            not yet normalised: the batch rows (view-major
-            when the input was ``(B, V, D)``), then the reference rows.
-        num_anchors: The first ``num_anchors`` candidates are the anchors.
+            not yet normalised: the batch rows (view-major when the input was ``(B, V, D)``;
+            rank-major when gathered), then the reference rows.
+        num_anchors: Number of anchors (see ``anchor_offset``).
         num_batch_rows: Candidates ``[0, num_batch_rows)`` come from ``embeddings``; the rest
             are reference rows.
         structure: Which pairs are positives and which enter each denominator.
+        anchor_offset: The anchors are candidates ``[anchor_offset, anchor_offset +
+            num_anchors)`` (non-zero only for a rank's share of a gathered batch).
+        distributed: True when ``candidates`` were gathered from several ranks, so sums and
+            counts must be all-reduced.
     """
 
     candidates: Tensor
     num_anchors: int
     num_batch_rows: int
     structure: PairStructure
+    anchor_offset: int = 0
+    distributed: bool = False
 
 
 def check_temperature(temperature: float, name: str = "temperature") -> float:
@@ -147,18 +153,42 @@ def _check_pairs(
     return (a1, p), (a2, n)
 
 
-def prepare_batch(
+@dataclass
+class LocalRows:
+    """A validated, flattened batch before gathering and before reference rows are added.
+
+    Attributes:
+        flat: ``(N, D)`` rows (view-major for ``(B, V, D)`` input), original dtype.
+        num_samples: ``B`` (``N`` for ``(N, D)`` input).
+        num_anchors: The first ``num_anchors`` rows are anchors.
+        keys: ``(N,)`` int64 keys (labels or sample ids), or ``None``.
+        keys_are_labels: True when ``keys`` are class labels (shared across ranks), False when
+            they are per-batch sample ids (made distinct per rank when gathering).
+        multi_hot: ``(N, C)`` boolean labels, or ``None``.
+        dense_positive: ``(num_anchors, N)`` boolean user mask, or ``None``.
+        indices_tuple: The raw miner output, validated later against the final row count.
+    """
+
+    flat: Tensor
+    num_samples: int
+    num_anchors: int
+    keys: Tensor | None = None
+    keys_are_labels: bool = False
+    multi_hot: Tensor | None = None
+    dense_positive: Tensor | None = None
+    indices_tuple: tuple[Tensor, ...] | None = None
+
+
+def flatten_batch(
     embeddings: Tensor,
     labels: Tensor | None = None,
     *,
     sample_ids: Tensor | None = None,
     mask: Tensor | None = None,
     indices_tuple: tuple[Tensor, ...] | None = None,
-    ref_embeddings: Tensor | None = None,
-    ref_labels: Tensor | None = None,
     contrast_mode: str = "all",
-) -> FlatBatch:
-    """Validate loss inputs and flatten them.
+) -> LocalRows:
+    """Validate the batch arguments and flatten ``(B, V, D)`` input view-major.
 
     Args:
         embeddings: ``(N, D)`` or ``(B, V, D)`` (V views of B samples).
@@ -166,12 +196,10 @@ def prepare_batch(
         sample_ids: ``(N,)`` ids grouping the views of one sample (``(N, D)`` input only).
         mask: ``(N, N)`` boolean positive mask over the flattened batch (view-major rows).
         indices_tuple: PML miner output over the flattened batch.
-        ref_embeddings: ``(R, D)`` extra candidates (e.g. a memory queue); never anchors.
-        ref_labels: ``(R,)`` labels of ``ref_embeddings``.
         contrast_mode: ``"all"`` or ``"one"`` (only view 0 anchors; needs ``(B, V, D)``).
 
     Returns:
-        The flat, validated batch.
+        The flattened rows and their positive structure's raw ingredients.
 
     Raises:
         ValueError: naming the argument at fault and how to fix it.
@@ -218,29 +246,29 @@ def prepare_batch(
     if contrast_mode == "one" and embeddings.dim() != 3:
         raise ValueError("contrast_mode='one' needs embeddings shaped (B, V, D).")
     num_rows = flat.shape[0]
-    num_anchors = num_samples if contrast_mode == "one" else num_rows
-
-    keys: Tensor | None = None
-    multi_hot: Tensor | None = None
-    dense_positive: Tensor | None = None
+    rows = LocalRows(
+        flat=flat,
+        num_samples=num_samples,
+        num_anchors=num_samples if contrast_mode == "one" else num_rows,
+        indices_tuple=indices_tuple,
+    )
     if labels is not None:
         label_t = torch.as_tensor(labels, device=device)
         if label_t.dim() == 1:
             label_t = _as_long_labels(label_t, "labels", device)
-        rows_expected = num_samples
         label_t = _check_labels(
             label_t,
             "labels",
-            rows_expected,
+            num_samples,
             f"embeddings (B={num_samples})"
             if embeddings.dim() == 3
             else f"embeddings (N={num_rows})",
         )
         label_t = label_t.repeat(num_views, *([1] * (label_t.dim() - 1)))
         if label_t.dim() == 1:
-            keys = label_t
+            rows.keys, rows.keys_are_labels = label_t, True
         else:
-            multi_hot = label_t
+            rows.multi_hot = label_t
     elif sample_ids is not None:
         ids = _as_long_labels(sample_ids, "sample_ids", device)
         if ids.dim() != 1 or ids.shape[0] != num_rows:
@@ -248,7 +276,7 @@ def prepare_batch(
                 f"sample_ids must be (N,) with N={num_rows} (one id per embedding row), got "
                 f"shape {tuple(ids.shape)}."
             )
-        keys = ids
+        rows.keys = ids
     elif mask is not None:
         mask_t = torch.as_tensor(mask, device=device)
         if mask_t.shape != (num_rows, num_rows):
@@ -256,76 +284,162 @@ def prepare_batch(
                 f"mask must be ({num_rows}, {num_rows}) over the flattened batch, got "
                 f"{tuple(mask_t.shape)}."
             )
-        dense_positive = mask_t.bool()[:num_anchors]
+        rows.dense_positive = mask_t.bool()[: rows.num_anchors]
     elif embeddings.dim() == 3:
-        keys = torch.arange(num_samples, device=device).repeat(num_views)
+        rows.keys = torch.arange(num_samples, device=device).repeat(num_views)
+    return rows
 
-    candidates = flat
-    num_refs = 0
-    if ref_embeddings is not None:
-        _check_embeddings(ref_embeddings, "ref_embeddings")
-        if ref_embeddings.dim() != 2 or ref_embeddings.shape[1] != dim:
-            raise ValueError(
-                f"ref_embeddings must be (R, {dim}) to match embeddings, got shape "
-                f"{tuple(ref_embeddings.shape)}."
-            )
-        if ref_labels is None:
-            raise ValueError("ref_embeddings needs ref_labels (one label per reference row).")
-        if keys is None and multi_hot is None:
-            raise ValueError(
-                "ref_embeddings need label-defined positives: pass labels (or a (B, V, D) batch "
-                "whose sample ids the ref_labels use), not mask."
-            )
-        ref_t = torch.as_tensor(ref_labels, device=device)
-        if ref_t.dim() == 1:
-            ref_t = _as_long_labels(ref_t, "ref_labels", device)
-        expected_dim = 1 if multi_hot is None else 2
-        if ref_t.dim() != expected_dim:
-            raise ValueError(
-                f"ref_labels must have the same layout as labels ({expected_dim}-D), got shape "
-                f"{tuple(ref_t.shape)}."
-            )
-        ref_t = _check_labels(ref_t, "ref_labels", ref_embeddings.shape[0], "ref_embeddings")
-        num_refs = ref_embeddings.shape[0]
-        candidates = torch.cat([flat, ref_embeddings.to(flat.dtype)], dim=0)
+
+def attach_references(
+    rows: LocalRows,
+    ref_embeddings: Tensor | None,
+    ref_labels: Tensor | None,
+) -> tuple[Tensor | None, Tensor | None]:
+    """Validate the reference set against the batch.
+
+    Args:
+        rows: The (possibly gathered) batch rows.
+        ref_embeddings: ``(R, D)`` extra candidates, or ``None``. ``R = 0`` is allowed (an empty
+            memory queue) and means no references.
+        ref_labels: ``(R,)`` or ``(R, C)`` labels of ``ref_embeddings``.
+
+    Returns:
+        ``(ref_embeddings, ref_keys_or_multi_hot)``, both ``None`` when there are no references.
+
+    Raises:
+        ValueError: naming the argument at fault.
+    """
+    if ref_embeddings is None:
+        if ref_labels is not None:
+            raise ValueError("ref_labels was given without ref_embeddings.")
+        return None, None
+    if not isinstance(ref_embeddings, Tensor) or not ref_embeddings.is_floating_point():
+        raise ValueError("ref_embeddings must be a floating-point torch.Tensor (R, D).")
+    dim = rows.flat.shape[1]
+    if ref_embeddings.dim() != 2 or ref_embeddings.shape[1] != dim:
+        raise ValueError(
+            f"ref_embeddings must be (R, {dim}) to match embeddings, got shape "
+            f"{tuple(ref_embeddings.shape)}."
+        )
+    if ref_labels is None:
+        raise ValueError("ref_embeddings needs ref_labels (one label per reference row).")
+    if rows.keys is None and rows.multi_hot is None:
+        raise ValueError(
+            "ref_embeddings need label-defined positives: pass labels (or a (B, V, D) batch "
+            "whose sample ids the ref_labels use), not mask."
+        )
+    if rows.indices_tuple is not None:
+        raise ValueError(
+            "indices_tuple cannot be combined with ref_embeddings; mine within the batch, "
+            "or pass the queue without a miner."
+        )
+    device = rows.flat.device
+    ref_t = torch.as_tensor(ref_labels, device=device)
+    if ref_t.dim() == 1:
+        ref_t = _as_long_labels(ref_t, "ref_labels", device)
+    expected_dim = 1 if rows.multi_hot is None else 2
+    if ref_t.dim() != expected_dim:
+        raise ValueError(
+            f"ref_labels must have the same layout as labels ({expected_dim}-D), got shape "
+            f"{tuple(ref_t.shape)}."
+        )
+    ref_t = _check_labels(ref_t, "ref_labels", ref_embeddings.shape[0], "ref_embeddings")
+    if rows.multi_hot is not None and ref_t.shape[1] != rows.multi_hot.shape[1]:
+        raise ValueError(
+            f"ref_labels has {ref_t.shape[1]} classes but labels has {rows.multi_hot.shape[1]}."
+        )
+    if ref_embeddings.shape[0] == 0:
+        return None, None
+    _check_embeddings(ref_embeddings, "ref_embeddings")
+    return ref_embeddings, ref_t
+
+
+def prepare_batch(
+    embeddings: Tensor,
+    labels: Tensor | None = None,
+    *,
+    sample_ids: Tensor | None = None,
+    mask: Tensor | None = None,
+    indices_tuple: tuple[Tensor, ...] | None = None,
+    ref_embeddings: Tensor | None = None,
+    ref_labels: Tensor | None = None,
+    contrast_mode: str = "all",
+    gather_distributed: bool = False,
+) -> FlatBatch:
+    """Validate loss inputs, gather them across ranks if asked, and flatten them.
+
+    Args:
+        embeddings: ``(N, D)`` or ``(B, V, D)`` (V views of B samples).
+        labels: ``(N,)``/``(B,)`` integer class ids or ``(N, C)``/``(B, C)`` multi-hot.
+        sample_ids: ``(N,)`` ids grouping the views of one sample (``(N, D)`` input only).
+        mask: ``(N, N)`` boolean positive mask over the flattened batch (view-major rows).
+        indices_tuple: PML miner output over the flattened batch (the gathered batch when
+            ``gather_distributed``).
+        ref_embeddings: ``(R, D)`` extra candidates (e.g. a memory queue); never anchors.
+        ref_labels: ``(R,)`` labels of ``ref_embeddings``.
+        contrast_mode: ``"all"`` or ``"one"`` (only view 0 anchors; needs ``(B, V, D)``).
+        gather_distributed: Gather rows from every rank (see :mod:`supcon.losses.gather`).
+
+    Returns:
+        The flat, validated batch.
+
+    Raises:
+        ValueError: naming the argument at fault and how to fix it.
+    """
+    rows = flatten_batch(
+        embeddings,
+        labels,
+        sample_ids=sample_ids,
+        mask=mask,
+        indices_tuple=indices_tuple,
+        contrast_mode=contrast_mode,
+    )
+    refs, ref_t = attach_references(rows, ref_embeddings, ref_labels)
+    anchor_offset, distributed = 0, False
+    if gather_distributed:
+        from supcon.losses.gather import gather_rows
+
+        rows, anchor_offset, distributed = gather_rows(rows)
+
+    device = rows.flat.device
+    num_rows = rows.flat.shape[0]
+    candidates, keys, multi_hot = rows.flat, rows.keys, rows.multi_hot
+    if refs is not None:
+        assert ref_t is not None
+        candidates = torch.cat([candidates, refs.to(candidates.dtype)], dim=0)
         if keys is not None:
             keys = torch.cat([keys, ref_t.to(keys.dtype)])
         else:
             assert multi_hot is not None
-            if ref_t.shape[1] != multi_hot.shape[1]:
-                raise ValueError(
-                    f"ref_labels has {ref_t.shape[1]} classes but labels has {multi_hot.shape[1]}."
-                )
             multi_hot = torch.cat([multi_hot, ref_t])
-        if dense_positive is not None:
-            raise AssertionError("unreachable: mask with refs was rejected above")
-    elif ref_labels is not None:
-        raise ValueError("ref_labels was given without ref_embeddings.")
-
-    num_candidates = num_rows + num_refs
-    if indices_tuple is not None:
-        if num_refs:
-            raise ValueError(
-                "indices_tuple cannot be combined with ref_embeddings; mine within the batch, "
-                "or pass the queue without a miner."
-            )
-        pos_pairs, neg_pairs = _check_pairs(indices_tuple, num_rows, device)
+    num_candidates = candidates.shape[0]
+    if rows.indices_tuple is not None:
+        pos_pairs, neg_pairs = _check_pairs(rows.indices_tuple, num_rows, device)
+        pos_pairs = (pos_pairs[0] - anchor_offset, pos_pairs[1])
+        neg_pairs = (neg_pairs[0] - anchor_offset, neg_pairs[1])
         structure = PairStructure(
-            num_anchors, num_candidates, pos_pairs=pos_pairs, neg_pairs=neg_pairs
+            rows.num_anchors,
+            num_candidates,
+            pos_pairs=pos_pairs,
+            neg_pairs=neg_pairs,
+            anchor_offset=anchor_offset,
         )
     else:
         structure = PairStructure(
-            num_anchors,
+            rows.num_anchors,
             num_candidates,
             keys=keys,
             multi_hot=multi_hot,
-            dense_positive=dense_positive,
+            dense_positive=rows.dense_positive,
+            anchor_offset=anchor_offset,
         )
     if candidates.dtype in (torch.float16, torch.bfloat16):
         candidates = candidates.float()
     return FlatBatch(
         candidates=candidates,
-        num_anchors=num_anchors,
+        num_anchors=rows.num_anchors,
         num_batch_rows=num_rows,
         structure=structure,
+        anchor_offset=anchor_offset,
+        distributed=distributed,
     )

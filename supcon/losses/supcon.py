@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from supcon.losses.functional import LossStats, supcon_loss_with_stats
+from supcon.losses.functional import (
+    LossStats,
+    check_block_size,
+    check_tiled,
+    supcon_loss_with_stats,
+)
+from supcon.losses.hcl import check_beta
 from supcon.losses.inputs import check_contrast_mode, check_temperature
 
 
@@ -21,6 +27,11 @@ class SupConLoss(nn.Module):
         base_temperature: Optional; multiplies the loss by ``τ / base_temperature`` as in the
             SupContrast code. ``None`` (default) gives plain L_out.
         contrast_mode: ``"all"`` (every view anchors) or ``"one"`` (only view 0 anchors).
+        hcl_beta: Hard-negative concentration β (HCL, Robinson et al. 2021); 0 is plain SupCon.
+        tiled: ``True`` / ``False`` forces the row-block / dense path; ``None`` chooses by size.
+        block_size: Anchor rows per tile for the tiled path (``None``: automatic).
+        gather_distributed: Contrast against the rows of every DDP rank with exact gradients
+            (see :func:`supcon.losses.functional.supcon_loss`); a no-op when not distributed.
 
     Attributes:
         last_stats: :class:`LossStats` of the most recent call (anchors without positives, ...).
@@ -29,6 +40,7 @@ class SupConLoss(nn.Module):
         >>> loss_fn = SupConLoss(temperature=0.1)
         >>> loss = loss_fn(torch.randn(32, 2, 128))            # SimCLR: 2 views, no labels
         >>> loss = loss_fn(torch.randn(64, 128), labels)       # supervised
+        >>> loss_fn.last_stats.num_anchors_without_positives
     """
 
     def __init__(
@@ -37,6 +49,10 @@ class SupConLoss(nn.Module):
         *,
         base_temperature: float | None = None,
         contrast_mode: str = "all",
+        hcl_beta: float = 0.0,
+        tiled: bool | None = None,
+        block_size: int | None = None,
+        gather_distributed: bool = False,
     ) -> None:
         super().__init__()
         self.temperature = check_temperature(temperature)
@@ -46,6 +62,10 @@ class SupConLoss(nn.Module):
             else check_temperature(base_temperature, "base_temperature")
         )
         self.contrast_mode = check_contrast_mode(contrast_mode)
+        self.hcl_beta = check_beta(hcl_beta)
+        self.tiled = check_tiled(tiled)
+        self.block_size = check_block_size(block_size)
+        self.gather_distributed = bool(gather_distributed)
         self.last_stats: LossStats | None = None
 
     def forward(
@@ -75,11 +95,25 @@ class SupConLoss(nn.Module):
             temperature=self.temperature,
             base_temperature=self.base_temperature,
             contrast_mode=self.contrast_mode,
+            hcl_beta=self.hcl_beta,
+            tiled=self.tiled,
+            block_size=self.block_size,
+            gather_distributed=self.gather_distributed,
         )
         return loss
 
     def extra_repr(self) -> str:
-        return (
-            f"temperature={self.temperature}, base_temperature={self.base_temperature}, "
-            f"contrast_mode={self.contrast_mode!r}"
-        )
+        parts = [
+            f"temperature={self.temperature}",
+            f"base_temperature={self.base_temperature}",
+            f"contrast_mode={self.contrast_mode!r}",
+        ]
+        if self.hcl_beta:
+            parts.append(f"hcl_beta={self.hcl_beta}")
+        if self.tiled is not None:
+            parts.append(f"tiled={self.tiled}")
+        if self.block_size is not None:
+            parts.append(f"block_size={self.block_size}")
+        if self.gather_distributed:
+            parts.append("gather_distributed=True")
+        return ", ".join(parts)

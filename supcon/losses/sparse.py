@@ -1,0 +1,176 @@
+"""Sparse SupCon for mined pairs: cost proportional to the pairs, not to ``N × M``.
+
+A miner such as :class:`supcon.miners.TopKNegativeMiner` keeps every positive and ``k``
+negatives per anchor, so an anchor's denominator holds ``O(k)`` candidates out of ``M``. Forming
+full ``(block, M)`` tiles would then spend almost all of its work on entries that are masked
+away. :class:`SparseSupConSum` instead evaluates only the mined (anchor, candidate) pairs:
+
+* the pairs are de-duplicated (as PML's masks do) and sorted by anchor once;
+* each pair's logit ``z_a · z_c / τ`` is a row-wise dot product, computed in chunks;
+* per-anchor log-sum-exps and positive means are segment reductions (``scatter_reduce`` /
+  ``index_add``);
+* as in the tiled path, the gradient ``∂ℓ_a/∂l_ac = softmax − [c ∈ P(a)]/|P(a)|`` is scattered
+  back onto the rows in the same pass, so backward only scales it.
+
+Time and memory are ``O(pairs · D)`` (chunked) plus ``O(M · D)`` for the gradient buffer.
+HCL reweighting is not implemented here (the tiled path handles it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from supcon.losses.structure import AnchorCounts, PairStructure, counted_anchors
+
+_CHUNK_PAIRS = 1 << 16
+
+
+@dataclass
+class SparsePairs:
+    """De-duplicated mined pairs of a batch, sorted by anchor.
+
+    Attributes:
+        rows: ``(P,)`` anchor rows (relative to the anchor range), sorted.
+        cols: ``(P,)`` candidate columns.
+        positive: ``(P,)`` boolean: the pair is a positive (else a denominator-only negative).
+        num_anchors: ``N_a``.
+    """
+
+    rows: Tensor
+    cols: Tensor
+    positive: Tensor
+    num_anchors: int
+
+    @staticmethod
+    def from_structure(structure: PairStructure) -> SparsePairs:
+        """The denominator pairs (positives ∪ negatives, self-pairs removed) of ``structure``."""
+        assert structure.pos_pairs is not None and structure.neg_pairs is not None
+        num_anchors, num_cols = structure.num_anchors, structure.num_candidates
+        offset = structure.anchor_offset
+
+        def keys(pairs: tuple[Tensor, Tensor]) -> Tensor:
+            rows, cols = pairs
+            keep = (rows >= 0) & (rows < num_anchors) & (cols != rows + offset)
+            return torch.unique(rows[keep] * num_cols + cols[keep])
+
+        pos_keys = keys(structure.pos_pairs)
+        all_keys = torch.unique(torch.cat([pos_keys, keys(structure.neg_pairs)]))
+        return SparsePairs(
+            rows=all_keys // num_cols,
+            cols=all_keys % num_cols,
+            positive=torch.isin(all_keys, pos_keys),
+            num_anchors=num_anchors,
+        )
+
+    def __len__(self) -> int:
+        return int(self.rows.numel())
+
+
+@dataclass
+class SparsePlan:
+    """Parameters of the sparse sweep.
+
+    Attributes:
+        pairs: The mined pairs.
+        anchor_offset: Column of anchor row 0.
+        inv_tau: ``1 / τ``.
+        counts: Filled by the forward pass.
+    """
+
+    pairs: SparsePairs
+    anchor_offset: int
+    inv_tau: float
+    counts: AnchorCounts | None = field(default=None)
+
+
+class SparseSupConSum(torch.autograd.Function):
+    """``Σ_a ℓ_a`` over counted anchors, evaluated on the mined pairs only."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, plan: SparsePlan, want_grad: bool) -> Tensor:  # type: ignore[override]
+        total, grad, plan.counts = _sparse_sweep(z, plan, want_grad)
+        ctx.save_for_backward(grad if grad is not None else z.new_zeros(()))
+        ctx.has_grad = grad is not None
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "supcon: the sparse (mined-pairs) loss is differentiable once; for higher-order "
+                "gradients (create_graph=True) call the loss with tiled=False."
+            )
+        if not ctx.has_grad:
+            raise RuntimeError("supcon: the sparse loss was computed without gradient tracking.")
+        (grad,) = ctx.saved_tensors
+        return grad * grad_output.to(grad.dtype), None, None
+
+
+def sparse_loss_sum(z: Tensor, plan: SparsePlan) -> tuple[Tensor, AnchorCounts]:
+    """Sum of the counted anchors' losses over mined pairs, via :class:`SparseSupConSum`.
+
+    Args:
+        z: ``(M, D)`` L2-normalised candidates.
+        plan: Pairs and parameters.
+
+    Returns:
+        ``(total, counts)``.
+    """
+    want_grad = torch.is_grad_enabled() and z.requires_grad
+    total = SparseSupConSum.apply(z, plan, want_grad)
+    assert plan.counts is not None
+    return total, plan.counts
+
+
+def _chunks(n: int) -> list[tuple[int, int]]:
+    return [(lo, min(lo + _CHUNK_PAIRS, n)) for lo in range(0, n, _CHUNK_PAIRS)]
+
+
+@torch.no_grad()
+def _sparse_sweep(
+    z: Tensor, plan: SparsePlan, want_grad: bool
+) -> tuple[Tensor, Tensor | None, AnchorCounts]:
+    pairs, offset, inv_tau = plan.pairs, plan.anchor_offset, plan.inv_tau
+    num_anchors, device = pairs.num_anchors, z.device
+    rows, cols, positive = pairs.rows, pairs.cols, pairs.positive
+    anchor_cols = rows + offset
+
+    logits = torch.empty(len(pairs), dtype=z.dtype, device=device)
+    for lo, hi in _chunks(len(pairs)):
+        logits[lo:hi] = (z[anchor_cols[lo:hi]] * z[cols[lo:hi]]).sum(dim=1) * inv_tau
+
+    num_pos = torch.zeros(num_anchors, dtype=torch.long, device=device)
+    num_pos.index_add_(0, rows, positive.long())
+    den_size = torch.bincount(rows, minlength=num_anchors)
+    counted = counted_anchors(num_pos, den_size)
+    counts = AnchorCounts.from_sizes(num_pos, den_size)
+
+    peak = torch.full((num_anchors,), float("-inf"), dtype=z.dtype, device=device)
+    peak.scatter_reduce_(0, rows, logits, reduce="amax", include_self=True)
+    peak = torch.where(torch.isfinite(peak), peak, torch.zeros_like(peak))
+    expo = torch.exp(logits - peak[rows])
+    den = torch.zeros(num_anchors, dtype=z.dtype, device=device).index_add_(0, rows, expo)
+    tiny = torch.finfo(z.dtype).tiny
+    lse = peak.double() + torch.log(den.clamp(min=tiny)).double()
+    pos_sum = torch.zeros(num_anchors, dtype=torch.float64, device=device)
+    pos_sum.index_add_(0, rows, torch.where(positive, logits, 0.0).double())
+    inv_pos = torch.where(counted, 1.0 / num_pos.clamp(min=1).double(), 0.0)
+    losses = torch.where(counted, lse - pos_sum * inv_pos, 0.0)
+    total = losses.sum().to(z.dtype)
+    if not want_grad:
+        return total, None, counts
+
+    # ∂ℓ_a/∂l_ac for counted anchors: softmax over the anchor's pairs minus 1/|P(a)| on positives.
+    row_scale = torch.where(counted, 1.0 / den.clamp(min=tiny), torch.zeros_like(den))
+    coef = expo.mul_(row_scale[rows])
+    coef -= torch.where(positive, inv_pos.to(z.dtype)[rows], 0.0)
+    grad = torch.zeros_like(z)
+    for lo, hi in _chunks(len(pairs)):
+        c = coef[lo:hi, None]
+        grad.index_add_(0, anchor_cols[lo:hi], c * z[cols[lo:hi]])
+        grad.index_add_(0, cols[lo:hi], c * z[anchor_cols[lo:hi]])
+    grad.mul_(inv_tau)
+    return total, grad, counts
