@@ -6,6 +6,7 @@ recipe sections onto them, so library code never depends on the config layout.
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,12 +50,19 @@ def build_model(
     )
 
 
-def build_loss(config: LossConfig) -> SupConLoss:
-    """The loss of a recipe."""
+def build_loss(config: LossConfig, *, distributed: bool = False) -> SupConLoss:
+    """The loss of a recipe.
+
+    Args:
+        config: The ``loss:`` section.
+        distributed: Training under DDP: contrast against every rank's rows
+            (``gather_distributed=True``), with exact full-batch gradients.
+    """
     return SupConLoss(
         config.temperature,
         base_temperature=config.base_temperature,
         contrast_mode=config.contrast_mode,
+        gather_distributed=distributed,
     )
 
 
@@ -129,12 +137,24 @@ def build_batch_sampler(
         ) from None
 
 
-def build_miner(config: MinerConfig) -> nn.Module | None:
-    """The miner of a recipe (``None`` for ``miner.name: none``)."""
+def build_miner(config: MinerConfig, *, distributed: bool = False) -> nn.Module | None:
+    """The miner of a recipe (``None`` for ``miner.name: none``).
+
+    Args:
+        config: The ``miner:`` section.
+        distributed: Training under DDP: a miner that can gather (``topk``) mines this rank's
+            anchors against every rank's rows; the others are run on the gathered batch by
+            :func:`supcon.training.contrast.batch_loss`.
+    """
     if config.name == "none":
         if config.args:
             raise ValueError(f"miner 'none' takes no args, got {sorted(config.args)}")
         return None
+    from supcon.miners import MINERS
     from supcon.miners import build_miner as make_miner
 
-    return make_miner(config.name, **config.args)
+    args = dict(config.args)
+    accepted = inspect.signature(MINERS[config.name]).parameters if config.name in MINERS else {}
+    if distributed and "gather_distributed" in accepted:
+        args.setdefault("gather_distributed", True)
+    return make_miner(config.name, **args)

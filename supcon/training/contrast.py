@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 
-from supcon.distributed import all_gather_no_grad, all_gather_with_grad, is_distributed
+from supcon.distributed import all_gather_variable_no_grad, is_distributed
 
 
 def batch_loss(
@@ -16,12 +17,15 @@ def batch_loss(
     views: int,
     miner: nn.Module | None = None,
 ) -> Tensor:
-    """SupCon loss of a step's embeddings, over every rank's rows when distributed.
+    """SupCon loss of a step's embeddings; under DDP, over every rank's rows.
 
-    Under DDP every rank gathers all ranks' embeddings (with gradient) and labels and computes
-    the loss of the whole global batch, so the value is the same everywhere. The gather's
-    backward sums the identical per-rank gradients (``W · ∂L/∂e``) and DDP divides by ``W``,
-    so parameter gradients equal the single-process gradient of the whole batch.
+    Under DDP the loss must gather (``SupConLoss(gather_distributed=True)``): each rank
+    contrasts its own anchors against the rows of all ranks, the value is the global mean on
+    every rank, and after DDP's gradient averaging the parameter gradients equal the
+    single-process gradient of the whole global batch. A miner then also works on the global
+    batch: one built with ``gather_distributed=True`` (top-k) mines this rank's anchors
+    against all rows itself; any other (PML miners) is run on the gathered rows, and the loss
+    keeps the pairs anchored on this rank.
 
     Args:
         loss_fn: A :class:`supcon.SupConLoss`-like callable.
@@ -29,20 +33,33 @@ def batch_loss(
             sample 0 first).
         labels: ``(b,)`` class ids, or ``None`` (positives are the other views: NT-Xent).
         views: ``V``.
-        miner: Optional miner; it sees ``(N, D)`` rows flattened view-major with repeated
-            labels, and its pairs restrict the loss.
+        miner: Optional miner; it sees ``(N, D)`` rows flattened view-major (row ``v·b + i``,
+            the loss's own order) with repeated labels, and its pairs restrict the loss.
 
     Returns:
         The scalar loss.
+
+    Raises:
+        ValueError: under DDP with a loss that does not gather, or a miner without labels.
     """
-    grouped = embeddings.float().view(-1, views, embeddings.shape[-1])
-    if is_distributed():
-        grouped = all_gather_with_grad(grouped)
-        labels = all_gather_no_grad(labels) if labels is not None else None
+    distributed = is_distributed()
+    if distributed and not getattr(loss_fn, "gather_distributed", False):
+        raise ValueError(
+            "under DDP the loss must contrast the whole batch: build it with "
+            "SupConLoss(..., gather_distributed=True)"
+        )
+    if embeddings.dtype in (torch.float16, torch.bfloat16):  # autocast output
+        embeddings = embeddings.float()
+    grouped = embeddings.view(-1, views, embeddings.shape[-1])
     if miner is None:
         return loss_fn(grouped, labels)
     if labels is None:
         raise ValueError("a miner needs class labels; set loss.use_labels=true")
     rows = grouped.transpose(0, 1).reshape(-1, grouped.shape[-1])
     row_labels = labels.repeat(views)
-    return loss_fn(rows, row_labels, indices_tuple=miner(rows.detach(), row_labels))
+    if distributed and not getattr(miner, "gather_distributed", False):
+        candidates = all_gather_variable_no_grad(rows.detach())
+        pairs = miner(candidates, all_gather_variable_no_grad(row_labels))
+    else:
+        pairs = miner(rows.detach(), row_labels)
+    return loss_fn(rows, row_labels, indices_tuple=pairs)

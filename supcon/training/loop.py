@@ -176,8 +176,8 @@ def train(
     dataset = MultiViewDataset(train_split, train_transform, views, seed=tc.seed)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
-    loss_fn = build_loss(config.loss)
-    miner = build_miner(config.miner)
+    loss_fn = build_loss(config.loss, distributed=world > 1)
+    miner = build_miner(config.miner, distributed=world > 1)
     optimizer = build_optimizer(config.optim, model)
     scheduler = build_scheduler(
         optimizer,

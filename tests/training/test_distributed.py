@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from pytorch_metric_learning import miners
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -38,7 +39,7 @@ def make_batch() -> tuple[Tensor, Tensor]:
     return images, torch.arange(SAMPLES) % 3
 
 
-def full_batch_gradients(labels_used: bool, mined: bool) -> dict[str, Tensor]:
+def full_batch_gradients(labels_used: bool, mined: str | None) -> dict[str, Tensor]:
     model = make_model()
     images, labels = make_batch()
     used = labels if labels_used else None
@@ -48,18 +49,24 @@ def full_batch_gradients(labels_used: bool, mined: bool) -> dict[str, Tensor]:
 
 
 SCENARIOS = {
-    "labels": (True, None, False),
-    "views_only": (False, None, False),
-    "gradcache": (True, 2, False),
-    "topk_miner": (True, None, True),
+    "labels": (True, None, None),
+    "views_only": (False, None, None),
+    "gradcache": (True, 2, None),
+    "topk_miner": (True, None, "topk"),
+    "pml_miner": (True, None, "pml"),
+    "gradcache_topk": (True, 2, "topk"),
 }
 
 
-def miner_for(mined: bool) -> nn.Module | None:
-    return TopKNegativeMiner(k=4) if mined else None
+def miner_for(mined: str | None, distributed: bool = False) -> nn.Module | None:
+    if mined == "topk":
+        return TopKNegativeMiner(k=4, gather_distributed=distributed)
+    if mined == "pml":  # knows nothing of DDP: batch_loss mines the gathered batch
+        return miners.MultiSimilarityMiner(epsilon=0.2)
+    return None
 
 
-def _step(rank: int, labels_used: bool, micro: int | None, mined: bool) -> dict:
+def _step(rank: int, labels_used: bool, micro: int | None, mined: str | None) -> dict:
     model = make_model()
     ddp = DistributedDataParallel(model)
     images, labels = make_batch()
@@ -67,7 +74,8 @@ def _step(rank: int, labels_used: bool, micro: int | None, mined: bool) -> dict:
     mine = images.view(SAMPLES, VIEWS, -1)[rank * per_rank : (rank + 1) * per_rank]
     mine_labels = labels[rank * per_rank : (rank + 1) * per_rank] if labels_used else None
     flat = mine.flatten(0, 1)
-    loss_fn, miner = SupConLoss(0.2), miner_for(mined)
+    loss_fn = SupConLoss(0.2, gather_distributed=True)
+    miner = miner_for(mined, distributed=True)
     if micro is None:
         loss = batch_loss(loss_fn, ddp(flat), mine_labels, VIEWS, miner)
         loss.backward()
@@ -75,7 +83,7 @@ def _step(rank: int, labels_used: bool, micro: int | None, mined: bool) -> dict:
         loss, _ = cached_backward(
             ddp,
             flat.split(micro * VIEWS),
-            lambda e: batch_loss(loss_fn, e, mine_labels, VIEWS),
+            lambda e: batch_loss(loss_fn, e, mine_labels, VIEWS, miner),
             no_sync=ddp.no_sync,
             buffers=model,
         )

@@ -17,6 +17,7 @@ from supcon.models import GeM
 from supcon.runs import load_run
 from supcon.training import TrainingError, train
 from supcon.training.checkpoint import load_checkpoint
+from supcon.training.monitor import warn_if_collapsed
 from tests.images import make_csv_manifest
 from tests.training.helpers import rows, tiny
 
@@ -100,7 +101,7 @@ class NanAtStep(SupConLoss):
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "build_loss", lambda config: NanAtStep(4))
+    monkeypatch.setattr(loop, "build_loss", lambda config, distributed: NanAtStep(4))
     config = tiny(images, train={"checkpoint_every": 1})
     with pytest.raises(TrainingError, match=r"loss became nan at step 4.*last good checkpoint"):
         train(config, tmp_path, progress=False)
@@ -171,3 +172,18 @@ def test_the_folder_recipe_runs_on_tiny_images(images: Path, tmp_path: Path, cap
     run = load_run(tmp_path)
     assert run.checkpoint.name == "best.pt" and run.model.embedding == "backbone"
     assert run.model.embedding_dim == 96 and isinstance(run.model.pool, GeM)
+
+
+def test_diagnostics_every_n_steps(images: Path, tmp_path: Path, capsys) -> None:
+    train(tiny(images, train={"diagnostics_every": 2}), tmp_path, progress=False)
+    diagnostics = rows(tmp_path / "diagnostics.csv")
+    assert [int(r["step"]) for r in diagnostics] == [2, 4, 6]
+    for row in diagnostics:
+        lower, loss, upper = (
+            float(row[k]) for k in ("loss_lower_bound", "loss", "loss_upper_bound")
+        )
+        assert lower <= loss <= upper
+        assert -4.0 <= float(row["uniformity"]) <= 0.0 and float(row["alignment"]) >= 0.0
+        assert row["collapsed"] == "False"
+    warn_if_collapsed({"collapsed": True, "mean_similarity": 0.97}, step=12)
+    assert "collapsing at step 12 (mean pairwise similarity 0.970)" in capsys.readouterr().err
