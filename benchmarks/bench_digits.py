@@ -2,7 +2,7 @@
 
     python benchmarks/bench_digits.py [--repeats 1] [section.key=value ...]
 
-Runs ``supcon train recipes/digits.yaml`` (one process, PyTorch's default threads) and
+Runs ``supcon train recipes/digits.yaml`` (one process, the recipe's ``train.threads``) and
 ``torchrun --standalone --nproc_per_node=2 -m supcon train recipes/digits.yaml
 train.threads=1 train.device=cpu`` (one thread per process) end to end as subprocesses, and
 reports wall time (start-up, training and evaluation included) with held-out recall@1. Prints a
