@@ -94,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(
                 f"run directory {str(run_dir)!r} already holds a finished run; pass another --out"
             )
+        if not args.resume and (run_dir / "checkpoints" / "last.pt").exists():
+            raise UserError(
+                f"run directory {str(run_dir)!r} holds an unfinished run; continue it with "
+                f"supcon train --resume {run_dir}, or pass another --out"
+            )
         if finished and args.resume:
             from supcon.training.checkpoint import load_checkpoint
 

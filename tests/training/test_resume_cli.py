@@ -53,3 +53,10 @@ def test_nothing_to_resume_and_argument_clashes(tmp_path: Path, capsys) -> None:
     recipe = error_of(capsys, ["train", "recipes/digits.yaml", "--resume", str(tmp_path)])
     assert "pass no recipe" in recipe
     assert "pass a recipe" in error_of(capsys, ["train"])
+
+
+def test_a_new_run_refuses_an_unfinished_run_directory(finished: Path, tmp_path, capsys) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"partial run")
+    message = error_of(capsys, ["train", str(finished / "config.yaml"), "--out", str(tmp_path)])
+    assert "holds an unfinished run; continue it with supcon train --resume" in message
