@@ -129,3 +129,79 @@ def provenance() -> dict[str, Any]:
         "git_sha": git_sha(Path(__file__).resolve().parent) or git_sha(),
         "argv": sys.argv,
     }
+
+
+TRAIN_COLUMNS = [
+    "epoch",
+    "step",
+    "loss",
+    "lr",
+    "backbone_lr",
+    "grad_norm",
+    "images_per_s",
+    "anchors_without_positives",
+    "elapsed_s",
+]
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+class RunLog:
+    """The logs of a run directory: ``log.csv``, ``eval.csv``, ``diagnostics.csv``, TensorBoard.
+
+    Every method is a no-op when ``enabled`` is false (ranks other than 0).
+
+    Args:
+        run_dir: The run directory.
+        enabled: Write at all.
+        tensorboard: Also write TensorBoard scalars under ``run_dir/tensorboard``.
+        resume_step: The step a resumed run continues from: rows logged after it by the
+            interrupted run are dropped (0 for a new run, which clears stale logs).
+    """
+
+    def __init__(
+        self, run_dir: str | Path, *, enabled: bool, tensorboard: bool, resume_step: int = 0
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self._eval: CsvLog | None = None
+        self._diagnostics: CsvLog | None = None
+        self._train: CsvLog | None = None
+        self.scalars = Scalars(self.run_dir / "tensorboard", enabled and tensorboard,
+                               purge_step=resume_step + 1)  # fmt: skip
+        if enabled:
+            for name in ("log.csv", "eval.csv", "diagnostics.csv"):
+                truncate_csv(self.run_dir / name, resume_step)
+            self._train = CsvLog(self.run_dir / "log.csv", TRAIN_COLUMNS)
+
+    def train(self, row: Mapping[str, Any]) -> None:
+        """One training step (keys from ``TRAIN_COLUMNS``; ``epoch`` and ``step`` required)."""
+        if self._train is not None:
+            self._train.write({k: _fmt(v) for k, v in row.items()})
+            numbers = {k: v for k, v in row.items() if k not in ("epoch", "step")}
+            self.scalars.add("train", numbers, int(row["step"]))
+
+    def evaluation(self, epoch: int, step: int, metrics: Mapping[str, float]) -> None:
+        """One evaluation's metrics."""
+        if self.enabled:
+            if self._eval is None:
+                self._eval = CsvLog(self.run_dir / "eval.csv", ["epoch", "step", *metrics])
+            self._eval.write({"epoch": epoch, "step": step, **metrics})
+            self.scalars.add("eval", metrics, step)
+
+    def diagnostics(self, epoch: int, step: int, values: Mapping[str, Any]) -> None:
+        """One set of embedding diagnostics."""
+        if self.enabled:
+            if self._diagnostics is None:
+                columns = ["epoch", "step", *values]
+                self._diagnostics = CsvLog(self.run_dir / "diagnostics.csv", columns)
+            self._diagnostics.write({"epoch": epoch, "step": step, **values})
+            self.scalars.add("diagnostics", values, step)
+
+    def close(self) -> None:
+        """Close every file (idempotent)."""
+        for handle in (self._train, self._eval, self._diagnostics, self.scalars):
+            if handle is not None:
+                handle.close()

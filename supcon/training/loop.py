@@ -43,7 +43,7 @@ from supcon.training.distributed import (
 )
 from supcon.training.evaluate import evaluate
 from supcon.training.gradcache import cached_backward
-from supcon.training.logging import CsvLog, Scalars, provenance, truncate_csv
+from supcon.training.logging import RunLog, provenance
 from supcon.training.monitor import diagnose, warn_if_collapsed
 from supcon.training.optim import build_scheduler, set_backbone_frozen
 from supcon.training.sampling import SkipBatches
@@ -52,19 +52,6 @@ from supcon.training.state import Progress, capture_rng, restore_rng
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, impossible batch); the message says why."""
-
-
-LOG_COLUMNS = [
-    "epoch",
-    "step",
-    "loss",
-    "lr",
-    "backbone_lr",
-    "grad_norm",
-    "images_per_s",
-    "anchors_without_positives",
-    "elapsed_s",
-]
 
 
 def seed_everything(seed: int) -> None:
@@ -216,8 +203,6 @@ def train(
         return loss
 
     # Run directory (rank 0 only).
-    log = eval_log = diagnostics_log = None
-    scalars = Scalars(run_dir / "tensorboard", False)
     if is_main:
         checkpoints.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
@@ -226,10 +211,7 @@ def train(
             meta["resumed_at_step"] = state.step
         atomic_write_json(run_dir / "meta.json", meta)
         atomic_write_json(run_dir / "classes.json", {"classes": list(train_split.class_names)})
-        for name in ("log.csv", "eval.csv", "diagnostics.csv"):
-            truncate_csv(run_dir / name, state.step)
-        log = CsvLog(run_dir / "log.csv", LOG_COLUMNS)
-        scalars = Scalars(run_dir / "tensorboard", tc.tensorboard, purge_step=state.step + 1)
+    logs = RunLog(run_dir, enabled=is_main, tensorboard=tc.tensorboard, resume_step=state.step)
 
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
         if is_main:
@@ -243,7 +225,6 @@ def train(
 
     def run_evaluation() -> dict[str, float]:
         """Evaluate on rank 0, track the best model; every rank gets the metrics."""
-        nonlocal eval_log
         metrics: dict[str, float] = {}
         if is_main:
             metrics = evaluate(
@@ -262,10 +243,7 @@ def train(
                         f"train.best_metric={tc.best_metric!r} is not an evaluation metric; "
                         f"choose one of {', '.join(sorted(metrics))}"
                     )
-                if eval_log is None:
-                    eval_log = CsvLog(run_dir / "eval.csv", ["epoch", "step", *metrics])
-                eval_log.write({"epoch": state.epoch, "step": state.step, **metrics})
-                scalars.add("eval", metrics, state.step)
+                logs.evaluation(state.epoch, state.step, metrics)
                 value = metrics[tc.best_metric]
                 if tc.eval_every and (state.best_value is None or value > state.best_value):
                     state.best_value, state.best_step = value, state.step
@@ -356,9 +334,7 @@ def train(
                     stats = getattr(loss_fn, "last_stats", None)
                     if stats is not None:
                         row["anchors_without_positives"] = stats.num_anchors_without_positives
-                    if is_main and log is not None:
-                        log.write({k: _fmt(v) for k, v in row.items()})
-                        scalars.add("train", {k: row[k] for k in row if k != "epoch"}, state.step)
+                    logs.train(row)
                     bar.set_postfix(
                         loss=f"{loss_value:.4f}",
                         lr=f"{row['lr']:.2e}",
@@ -372,12 +348,7 @@ def train(
                         temperature=config.loss.temperature,
                         contrast_mode=config.loss.contrast_mode,
                     )
-                    if diagnostics_log is None:
-                        diagnostics_log = CsvLog(
-                            run_dir / "diagnostics.csv", ["epoch", "step", *values]
-                        )
-                    diagnostics_log.write({"epoch": epoch, "step": state.step, **values})
-                    scalars.add("diagnostics", values, state.step)
+                    logs.diagnostics(epoch, state.step, values)
                     warn_if_collapsed(values, state.step)
                 # Mid-epoch checkpoints (the epoch-end one follows anyway).
                 every = tc.checkpoint_every
@@ -393,13 +364,5 @@ def train(
         if is_main:
             atomic_write_json(run_dir / "metrics.json", metrics)
     finally:
-        for handle in (log, eval_log, diagnostics_log, scalars):
-            if handle is not None:
-                handle.close()
+        logs.close()
     return metrics
-
-
-def _fmt(value: Any) -> Any:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return value
