@@ -35,7 +35,6 @@ from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import load_checkpoint, save_checkpoint
 from supcon.training.contrast import batch_loss
 from supcon.training.distributed import (
-    broadcast_object,
     get_rank,
     get_world_size,
     mean_over_ranks,
@@ -112,7 +111,8 @@ def train(
 
     Writes ``config.yaml``, ``meta.json``, ``classes.json``, ``log.csv`` (and ``eval.csv``,
     TensorBoard events), ``checkpoints/last.pt`` (+ ``best.pt`` with ``train.eval_every``) and
-    ``metrics.json`` into ``run_dir``; under torchrun only rank 0 writes, and the process group
+    ``metrics.json`` into ``run_dir``; under torchrun every rank evaluates (so the evaluator can
+    shard the embedding) but only rank 0 writes, and the process group
     must already be initialised (:func:`supcon.training.distributed.distributed_session`).
 
     Args:
@@ -224,31 +224,29 @@ def train(
             save_checkpoint(checkpoints / name, content)
 
     def run_evaluation() -> dict[str, float]:
-        """Evaluate on rank 0, track the best model; every rank gets the metrics."""
-        metrics: dict[str, float] = {}
-        if is_main:
-            metrics = evaluate(
-                model,
-                test_split,
-                eval_transform,
-                ks=config.eval.ks,
-                batch_size=config.eval.batch_size,
-                device=device,
-                num_workers=config.data.num_workers,
-                autocast=amp(),
-            )
-            if metrics:
-                if tc.best_metric not in metrics:
-                    raise TrainingError(
-                        f"train.best_metric={tc.best_metric!r} is not an evaluation metric; "
-                        f"choose one of {', '.join(sorted(metrics))}"
-                    )
-                logs.evaluation(state.epoch, state.step, metrics)
-                value = metrics[tc.best_metric]
-                if tc.eval_every and (state.best_value is None or value > state.best_value):
-                    state.best_value, state.best_step = value, state.step
-                    save("best.pt", metrics)
-        return broadcast_object(metrics)  # type: ignore[return-value]
+        """Evaluate on every rank (the evaluator may shard the embedding); track the best."""
+        metrics = evaluate(
+            model,
+            test_split,
+            eval_transform,
+            ks=config.eval.ks,
+            batch_size=config.eval.batch_size,
+            device=device,
+            num_workers=config.data.num_workers,
+            autocast=amp(),
+        )
+        if metrics:
+            if tc.best_metric not in metrics:
+                raise TrainingError(
+                    f"train.best_metric={tc.best_metric!r} is not an evaluation metric; "
+                    f"choose one of {', '.join(sorted(metrics))}"
+                )
+            logs.evaluation(state.epoch, state.step, metrics)
+            value = metrics[tc.best_metric]
+            if tc.eval_every and (state.best_value is None or value > state.best_value):
+                state.best_value, state.best_step = value, state.step
+                save("best.pt", metrics)
+        return metrics
 
     start = time.perf_counter()
     try:
