@@ -100,6 +100,18 @@ def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
     return out / get_world_size()
 
 
+@torch.no_grad()
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics) to every rank (no-op when not distributed).
+
+    Training keeps buffers per rank; evaluation and checkpoints use rank 0's, so every rank
+    embeds with the same model.
+    """
+    if is_distributed():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier() -> None:
     """Wait for every rank (no-op when not distributed)."""
     if is_distributed():
@@ -109,6 +121,7 @@ def barrier() -> None:
 __all__ = [
     "DeviceError",
     "barrier",
+    "broadcast_buffers",
     "broadcast_object",
     "distributed_session",
     "get_rank",

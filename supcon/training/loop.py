@@ -35,6 +35,7 @@ from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import load_checkpoint, save_checkpoint
 from supcon.training.contrast import batch_loss
 from supcon.training.distributed import (
+    broadcast_buffers,
     get_rank,
     get_world_size,
     mean_over_ranks,
@@ -225,6 +226,7 @@ def train(
 
     def run_evaluation() -> dict[str, float]:
         """Evaluate on every rank (the evaluator may shard the embedding); track the best."""
+        broadcast_buffers(model)  # every rank embeds with rank 0's BatchNorm statistics
         metrics = evaluate(
             model,
             test_split,
