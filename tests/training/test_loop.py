@@ -187,3 +187,15 @@ def test_diagnostics_every_n_steps(images: Path, tmp_path: Path, capsys) -> None
         assert row["collapsed"] == "False"
     warn_if_collapsed({"collapsed": True, "mean_similarity": 0.97}, step=12)
     assert "collapsing at step 12 (mean pairwise similarity 0.970)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compile_with_gradcache_and_unfreezing(images: Path, tmp_path: Path) -> None:
+    """``torch.compile`` on the CPU (inductor needs a C++ compiler): minutes, hence slow."""
+    config = tiny(
+        images,
+        train={"compile": True, "micro_batch_size": 5},
+        optim={"freeze_backbone_epochs": 1},
+    )
+    assert 0.0 <= train(config, tmp_path, progress=False)["recall@1"] <= 1.0
+    assert all(float(r["loss"]) > 0 for r in rows(tmp_path / "log.csv"))
