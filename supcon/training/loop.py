@@ -38,6 +38,7 @@ from supcon.training.distributed import (
     broadcast_buffers,
     get_rank,
     get_world_size,
+    launched_by_torchrun,
     mean_over_ranks,
     resolve_device,
 )
@@ -133,6 +134,11 @@ def train(
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     rank, world = get_rank(), get_world_size()
+    if launched_by_torchrun() and world == 1:
+        raise TrainingError(
+            "started by torchrun but no process group is initialised; call train() inside "
+            "supcon.training.distributed_session(config.train.device)"
+        )
     is_main = rank == 0
     tc = config.train
     if tc.threads:
