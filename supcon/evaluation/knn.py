@@ -1,0 +1,326 @@
+"""Exact k-nearest neighbours by inner product, computed block by block (never ``N × N``).
+
+Scores of a ``(rows, cols)`` block come from one matrix product; each row keeps its ``k`` best
+in a FAISS heap (C++ insertion that rejects most candidates with one comparison). Two CPU
+layouts:
+
+* :func:`search_blocks`: queries against a gallery; memory ``O(rows · k + rows · block)``.
+* :func:`search_self`: leave-one-out on one set. The score matrix is symmetric, so only the
+  blocks on and above the diagonal are multiplied and each feeds the heaps of its rows *and* of
+  its columns: half the multiply-adds of a query-against-gallery search, for
+  ``O(N · k)`` heap memory.
+
+On CUDA (:func:`search_blocks` with ``device="cuda"``) a chunk of queries is scored against the
+whole gallery with one float32 product (TF32 off) and reduced with ``torch.topk``.
+
+Pairs whose *keys* are equal are never returned (a query and itself, or two photos of one
+product). Results are sorted by score, then by gallery position; missing neighbours (fewer than
+``k`` candidates) are ``id = -1`` with score ``-inf``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+
+import faiss
+import numpy as np
+import torch
+
+NO_NEIGHBOUR = -1
+#: Leave-one-out uses the symmetric layout while its heaps (12 bytes per row and neighbour)
+#: fit in this many bytes; larger ``N · k`` falls back to query chunks.
+SYMMETRIC_BUDGET_BYTES = 1 << 30
+#: CUDA scores at most this many query × gallery pairs at once (1 GiB of float32).
+CUDA_BLOCK_ELEMENTS = 1 << 28
+
+
+@contextmanager
+def _faiss_threads(n: int) -> Iterator[None]:
+    """Run FAISS with ``n`` OpenMP threads (heap insertion is faster single-threaded)."""
+    old = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(old)
+
+
+class _Heaps:
+    """``rows`` min-heaps of size ``k`` over caller-owned score/id arrays."""
+
+    def __init__(self, scores: np.ndarray, ids: np.ndarray) -> None:
+        self.scores, self.ids = scores, ids
+        self.heaps = faiss.float_minheap_array_t()
+        self.heaps.k = scores.shape[1]
+        self.heaps.nh = scores.shape[0]
+        self.heaps.val = faiss.swig_ptr(scores)
+        self.heaps.ids = faiss.swig_ptr(ids)
+        self.heaps.heapify()
+
+    def add(self, block: np.ndarray, row0: int, col0: int) -> None:
+        """Offer ``block[i, j]`` (id ``col0 + j``) to heap ``row0 + i``; ``-inf`` never enters."""
+        rows, cols = block.shape
+        self.heaps.addn(cols, faiss.swig_ptr(block), col0, row0, rows)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sort every heap by score (descending), ties by id; empty slots become ``-inf, -1``."""
+        self.heaps.reorder()
+        empty = self.ids < 0
+        self.scores[empty] = -np.inf
+        return _sort_ties(self.scores, self.ids)
+
+
+def _sort_ties(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Within runs of equal scores, order by id (only rows that have such runs are touched)."""
+    tied = np.flatnonzero(((scores[:, 1:] == scores[:, :-1]) & (ids[:, 1:] >= 0)).any(axis=1))
+    if len(tied):
+        sub_scores, sub_ids = scores[tied], ids[tied]
+        ids_key = np.where(sub_ids < 0, np.iinfo(np.int64).max, sub_ids)
+        order = np.lexsort((ids_key, -sub_scores), axis=1)
+        scores[tied] = np.take_along_axis(sub_scores, order, axis=1)
+        ids[tied] = np.take_along_axis(sub_ids, order, axis=1)
+    return scores, ids
+
+
+def _block_view(buffer: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """A contiguous ``(rows, cols)`` view on the front of a flat buffer."""
+    return buffer[: rows * cols].view(rows, cols)
+
+
+def _mask_keys(
+    block: torch.Tensor, row_keys: torch.Tensor | None, col_keys: torch.Tensor | None
+) -> None:
+    if row_keys is not None and col_keys is not None:
+        block.masked_fill_(row_keys[:, None] == col_keys[None, :], -torch.inf)
+
+
+def _keys(
+    keys: np.ndarray | torch.Tensor | None, device: torch.device | str = "cpu"
+) -> torch.Tensor | None:
+    if keys is None:
+        return None
+    if isinstance(keys, torch.Tensor):
+        return keys.to(device=device, dtype=torch.int64)
+    return torch.as_tensor(np.asarray(keys, dtype=np.int64), device=device)
+
+
+def search_self(
+    x: np.ndarray,
+    k: int,
+    *,
+    keys: np.ndarray | None = None,
+    order: np.ndarray | None = None,
+    block_size: int = 2048,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-out top-``k`` of every row of ``x`` among the other rows (CPU, symmetric).
+
+    Block ``(i, j)`` with ``j ≥ i`` is multiplied once and feeds the heaps of its rows (dense
+    insertion, on a worker thread) and of its columns (only the scores above each column's
+    current ``k``-th best are gathered, on this thread). Blocks are visited diagonal by
+    diagonal, so each row meets its own block first: with ``order`` grouping likely neighbours
+    (rows sorted by label), heaps fill with good candidates early and later blocks are mostly
+    rejected by one comparison per score.
+
+    Args:
+        x: ``(N, D)`` float32, C-contiguous (L2-normalise first for cosine).
+        k: Neighbours per row, ``1 ≤ k < N``.
+        keys: ``(N,)`` int64; rows sharing a key never see each other (beyond the row itself).
+        order: ``(N,)`` permutation of the rows to lay out blocks by; only speed depends on it.
+        block_size: Side of the square score blocks (≤ 32768).
+
+    Returns:
+        ``(scores, ids)``, both ``(N, k)`` in the original row order: float32 and int64
+        positions in ``x``.
+    """
+    n = len(x)
+    block_size = min(block_size, MAX_BLOCK)
+    if order is not None:
+        x = np.ascontiguousarray(x[order])
+        keys = None if keys is None else np.asarray(keys)[order]
+    scores = np.empty((n, k), dtype=np.float32)
+    ids = np.empty((n, k), dtype=np.int64)
+    heaps = _Heaps(scores, ids)
+    xt = torch.from_numpy(x)
+    key_t = _keys(keys)
+    buffers = [torch.empty(block_size * block_size, dtype=torch.float32) for _ in range(2)]
+    starts = range(0, n, block_size)
+    pending: Future | None = None
+    with (
+        ThreadPoolExecutor(1, initializer=faiss.omp_set_num_threads, initargs=(1,)) as worker,
+        _faiss_threads(1),
+    ):
+        nb = len(starts)
+        pairs = [(i, i + d * block_size) for d in range(nb) for i in starts[: nb - d]]
+        for step, (i, j) in enumerate(pairs):
+            rows, cols = xt[i : i + block_size], xt[j : j + block_size]
+            block = _block_view(buffers[step % 2], len(rows), len(cols))
+            torch.mm(rows, cols.T, out=block)  # overlaps the worker's previous insertion
+            if pending is not None:
+                pending.result()
+                pending = None
+            if key_t is not None:
+                _mask_keys(block, key_t[i : i + len(rows)], key_t[j : j + len(cols)])
+            if i == j:
+                block.fill_diagonal_(-torch.inf)
+                _seed_diagonal(heaps, block, i)
+                heaps.add(block.numpy(), i, j)
+            else:  # rows i and columns j are different heaps: safe in parallel
+                pending = worker.submit(heaps.add, block.numpy(), i, j)
+                _add_columns(heaps, block.numpy(), i, j)
+        if pending is not None:
+            pending.result()
+    if order is None:
+        return heaps.finish()
+    heaps.heaps.reorder()
+    valid = ids >= 0
+    ids[valid] = order[ids[valid]]
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(n)
+    scores, ids = scores[inverse], ids[inverse]
+    scores[~valid[inverse]] = -np.inf
+    return _sort_ties(scores, ids)
+
+
+#: Largest block side (column offsets are radix-sorted as int16).
+MAX_BLOCK = 1 << 15
+
+
+def _seed_diagonal(heaps: _Heaps, block: torch.Tensor, start: int) -> None:
+    """Fill empty heaps from the tiles along a diagonal block's own diagonal, then hide them.
+
+    Every score offered to a heap that is not full costs an insertion; filling it from the
+    tile of rows placed next to it first sets a threshold that rejects most of the rest.
+    """
+    size = len(block)
+    tile = max(256, 2 * heaps.heaps.k)
+    if tile >= size:
+        return
+    for t in range(0, size, tile):
+        part = block[t : t + tile, t : t + tile]
+        heaps.add(np.ascontiguousarray(part.numpy()), start + t, start + t)
+        part.fill_(-torch.inf)
+
+
+def _add_columns(heaps: _Heaps, values: np.ndarray, row0: int, col0: int) -> None:
+    """Offer column ``c`` of ``values`` (ids ``row0 + r``) to heap ``col0 + c``.
+
+    Only scores above the heap's current worst are gathered, grouped per column (padded
+    with ``-inf``) and inserted: no transposed copy of the block.
+    """
+    c = values.shape[1]
+    worst = np.ascontiguousarray(heaps.scores[col0 : col0 + c, 0])
+    hits = np.flatnonzero(values > worst)
+    if len(hits) == 0:
+        return
+    row, col = np.divmod(hits, c)
+    vals = np.take(values.reshape(-1), hits)
+    by_col = np.argsort(col.astype(np.int16), kind="stable")  # radix; rows stay ascending
+    row, col, vals = row[by_col], col[by_col], vals[by_col]
+    count = np.bincount(col, minlength=c)
+    present = np.flatnonzero(count)
+    count = count[present]
+    width = int(count.max())
+    slot = np.arange(len(col)) - np.repeat(np.cumsum(count) - count, count)
+    flat = np.repeat(np.arange(len(present)) * width, count) + slot
+    padded = np.full(len(present) * width, -np.inf, dtype=np.float32)
+    padded_ids = np.full(len(present) * width, NO_NEIGHBOUR, dtype=np.int64)
+    padded[flat] = vals
+    padded_ids[flat] = row + row0
+    subset = np.ascontiguousarray(present + col0, dtype=np.int64)
+    heaps.heaps.addn_query_subset_with_ids(
+        len(subset),
+        faiss.swig_ptr(subset),
+        width,
+        faiss.swig_ptr(padded),
+        faiss.swig_ptr(padded_ids),
+        width,
+    )
+
+
+def search_blocks(
+    query: np.ndarray | torch.Tensor,
+    gallery: np.ndarray | torch.Tensor,
+    k: int,
+    *,
+    query_keys: np.ndarray | None = None,
+    gallery_keys: np.ndarray | None = None,
+    block_size: int = 2048,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` gallery rows of each query row by inner product.
+
+    Args:
+        query: ``(Nq, D)`` float32, C-contiguous (may already be a tensor on ``device``).
+        gallery: ``(Ng, D)`` float32, C-contiguous (may already be a tensor on ``device``).
+        k: Neighbours per query, ``1 ≤ k``.
+        query_keys: ``(Nq,)`` int64; with ``gallery_keys``, pairs with equal keys are skipped.
+        gallery_keys: ``(Ng,)`` int64.
+        block_size: Gallery rows scored per product (CPU).
+        device: ``"cpu"`` or a CUDA device.
+
+    Returns:
+        ``(scores, ids)``, both ``(Nq, k)``: float32 and int64 positions in ``gallery``.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return _search_cuda(query, gallery, k, query_keys, gallery_keys, device)
+    scores = np.empty((len(query), k), dtype=np.float32)
+    ids = np.empty((len(query), k), dtype=np.int64)
+    heaps = _Heaps(scores, ids)
+    q = torch.as_tensor(query)
+    g = torch.as_tensor(gallery)
+    q_keys, g_keys = _keys(query_keys), _keys(gallery_keys)
+    buffer = torch.empty(len(query) * min(block_size, len(gallery)), dtype=torch.float32)
+    for j in range(0, len(gallery), block_size):
+        cols = g[j : j + block_size]
+        block = _block_view(buffer, len(q), len(cols))
+        torch.mm(q, cols.T, out=block)
+        _mask_keys(block, q_keys, None if g_keys is None else g_keys[j : j + len(cols)])
+        with _faiss_threads(1):
+            heaps.add(block.numpy(), 0, j)
+    return heaps.finish()
+
+
+def _search_cuda(
+    query: np.ndarray | torch.Tensor,
+    gallery: np.ndarray | torch.Tensor,
+    k: int,
+    query_keys: np.ndarray | None,
+    gallery_keys: np.ndarray | None,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray]:
+    g = torch.as_tensor(gallery, device=device)
+    q_all = torch.as_tensor(query, device=device)
+    q_keys_all, g_keys = _keys(query_keys, device), _keys(gallery_keys, device)
+    kk = min(k, len(g))
+    scores = np.full((len(q_all), k), -np.inf, dtype=np.float32)
+    ids = np.full((len(q_all), k), NO_NEIGHBOUR, dtype=np.int64)
+    rows = max(1, CUDA_BLOCK_ELEMENTS // max(len(g), 1))
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # exact float32 products
+    try:
+        for start in range(0, len(q_all), rows):
+            q = q_all[start : start + rows]
+            block = torch.mm(q, g.T)
+            q_keys = None if q_keys_all is None else q_keys_all[start : start + rows]
+            _mask_keys(block, q_keys, g_keys)
+            top_scores, top_ids = torch.topk(block, kk, dim=1)
+            del block
+            # Order by id, then stably by score: ties come out by gallery position.
+            order = torch.argsort(top_ids, dim=1)
+            top_scores, top_ids = top_scores.gather(1, order), top_ids.gather(1, order)
+            order = torch.sort(top_scores, dim=1, descending=True, stable=True).indices
+            top_scores, top_ids = top_scores.gather(1, order), top_ids.gather(1, order)
+            top_ids = torch.where(torch.isinf(top_scores), NO_NEIGHBOUR, top_ids)
+            scores[start : start + len(q), :kk] = top_scores.cpu().numpy()
+            ids[start : start + len(q), :kk] = top_ids.cpu().numpy()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+    return scores, ids
+
+
+def symmetric_fits(n: int, k: int) -> bool:
+    """Whether leave-one-out heaps for ``n`` rows of ``k`` neighbours fit the budget."""
+    return n * k * 12 <= SYMMETRIC_BUDGET_BYTES
