@@ -16,6 +16,7 @@ SHA-256 of the FAISS file, so that a query from another model or a swapped file 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -76,17 +77,14 @@ class IndexParams:
             raise ValueError(
                 f"index type must be one of {', '.join(INDEX_TYPES)}, got {self.kind!r}"
             )
+        uses_ivf, uses_pq = self.kind in ("ivf", "ivfpq"), self.kind == "ivfpq"
         nlist = self.nlist or max(1, min(round(4 * math.sqrt(n)), n // 39))
         pq_m = self.pq_m or max(m for m in range(1, max(1, dim // 4) + 1) if dim % m == 0)
-        out = IndexParams(
-            self.kind,
-            nlist,
-            min(nlist, self.nprobe or 16),
-            self.m,
-            self.ef_construction,
-            self.ef_search,
-            pq_m,
-            self.pq_bits,
+        out = dataclasses.replace(
+            self,
+            nlist=nlist if uses_ivf else None,
+            nprobe=min(nlist, self.nprobe or 16) if uses_ivf else None,
+            pq_m=pq_m if uses_pq else None,
         )
         if self.kind in ("ivf", "ivfpq") and n < nlist:
             raise ValueError(
