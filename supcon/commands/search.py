@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from supcon.commands._evaldata import resolve_device
@@ -52,7 +53,8 @@ def _embed_images(loaded: Any, paths: list[str], device: torch.device) -> torch.
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise UserError(f"image(s) not found: {', '.join(missing[:5])}")
-    files = FileSplit(tuple(str(Path(p).resolve()) for p in paths), torch.zeros(len(paths)), ())
+    resolved = tuple(str(Path(p).resolve()) for p in paths)
+    files = FileSplit(resolved, np.zeros(len(paths), np.int64), ())
     try:
         images = torch.stack([loaded.eval_transform(files.load(i)) for i in range(len(paths))])
     except DataError as exc:
