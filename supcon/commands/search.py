@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--k must be ≥ 1, got {args.k}")
     device = resolve_device(args.device)
     index = SearchIndex.load(args.index, device=device)
+    index.configure(nprobe=args.nprobe, ef_search=args.ef_search)
     loaded = _load_model(index, args.run, device)
     scores, ids = index.search(_embed_images(loaded, args.images, device), args.k)
     results, rows = [], []
@@ -122,6 +123,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--run", metavar="RUN_OR_CKPT", help="model to embed with (default: the index's)"
     )
     parser.add_argument("--json", metavar="OUT", help="write the neighbours as JSON")
+    parser.add_argument("--nprobe", type=int, help="ivf/ivfpq: cells to search (recall vs speed)")
+    parser.add_argument("--ef-search", type=int, help="hnsw: search beam (recall vs speed)")
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu or cuda (default auto)"
     )

@@ -212,6 +212,23 @@ class SearchIndex:
             k = len(self)
         return self.index.search(q, k)
 
+    def configure(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Change search-time settings (no rebuild): IVF cells probed, HNSW beam width.
+
+        Raises:
+            ValueError: for a setting this index type does not have, or a value < 1.
+        """
+        changes = {k: v for k, v in (("nprobe", nprobe), ("ef_search", ef_search)) if v is not None}
+        for name, value in changes.items():
+            if name not in self.params.as_dict():
+                raise ValueError(f"{name} does not apply to a {self.params.kind} index")
+            if value < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {value}")
+        if "nprobe" in changes:
+            changes["nprobe"] = min(changes["nprobe"], self.params.nlist or 1)
+        self.params = dataclasses.replace(self.params, **changes)
+        _set_search_params(self.index, self.params)
+
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """Positions of ``ids`` in :attr:`ids` (``-1`` for unknown ids)."""
         ids = np.asarray(ids, dtype=np.int64)

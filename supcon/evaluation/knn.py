@@ -106,22 +106,23 @@ def _keys(
     return torch.as_tensor(np.asarray(keys, dtype=np.int64), device=device)
 
 
-def search_self(
+def search_self_chunks(
     x: np.ndarray,
     k: int,
     *,
     keys: np.ndarray | None = None,
     order: np.ndarray | None = None,
     block_size: int = 2048,
-) -> tuple[np.ndarray, np.ndarray]:
+    chunk_size: int = 4096,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Leave-one-out top-``k`` of every row of ``x`` among the other rows (CPU, symmetric).
 
     Block ``(i, j)`` with ``j ≥ i`` is multiplied once and feeds the heaps of its rows (dense
-    insertion, on a worker thread) and of its columns (only the scores above each column's
-    current ``k``-th best are gathered, on this thread). Blocks are visited diagonal by
-    diagonal, so each row meets its own block first: with ``order`` grouping likely neighbours
-    (rows sorted by label), heaps fill with good candidates early and later blocks are mostly
-    rejected by one comparison per score.
+    insertion) and of its columns (only the scores above each column's current ``k``-th best are
+    gathered), split between this thread and a worker (FAISS and NumPy release the GIL). Blocks
+    are visited diagonal by diagonal, so each row meets its own block first: with ``order``
+    grouping likely neighbours (rows sorted by label), heaps fill with good candidates early and
+    later blocks are mostly rejected by one comparison per score.
 
     Args:
         x: ``(N, D)`` float32, C-contiguous (L2-normalise first for cosine).
@@ -129,10 +130,12 @@ def search_self(
         keys: ``(N,)`` int64; rows sharing a key never see each other (beyond the row itself).
         order: ``(N,)`` permutation of the rows to lay out blocks by; only speed depends on it.
         block_size: Side of the square score blocks (≤ 32768).
+        chunk_size: Rows per yielded chunk.
 
-    Returns:
-        ``(scores, ids)``, both ``(N, k)`` in the original row order: float32 and int64
-        positions in ``x``.
+    Yields:
+        ``(rows, scores, ids)`` once all blocks are done, chunk by chunk (in ``order``):
+        ``rows`` ``(n,)`` positions in ``x``; ``scores`` ``(n, k)`` float32 and ``ids``
+        ``(n, k)`` int64 positions in ``x``. Memory: ``O(N · k)`` heaps plus one chunk.
     """
     n = len(x)
     block_size = min(block_size, MAX_BLOCK)
@@ -154,33 +157,64 @@ def search_self(
         nb = len(starts)
         pairs = [(i, i + d * block_size) for d in range(nb) for i in starts[: nb - d]]
         for step, (i, j) in enumerate(pairs):
-            rows, cols = xt[i : i + block_size], xt[j : j + block_size]
-            block = _block_view(buffers[step % 2], len(rows), len(cols))
-            torch.mm(rows, cols.T, out=block)  # overlaps the worker's previous insertion
-            if pending is not None:
+            if pending is not None:  # the product below wants both cores to itself
                 pending.result()
                 pending = None
+            rows, cols = xt[i : i + block_size], xt[j : j + block_size]
+            block = _block_view(buffers[step % 2], len(rows), len(cols))
+            torch.mm(rows, cols.T, out=block)
             if key_t is not None:
                 _mask_keys(block, key_t[i : i + len(rows)], key_t[j : j + len(cols)])
             if i == j:
-                block.fill_diagonal_(-torch.inf)
+                np.fill_diagonal(block.numpy(), -np.inf)
                 _seed_diagonal(heaps, block, i)
                 heaps.add(block.numpy(), i, j)
             else:  # rows i and columns j are different heaps: safe in parallel
-                pending = worker.submit(heaps.add, block.numpy(), i, j)
-                _add_columns(heaps, block.numpy(), i, j)
+                values = block.numpy()
+                split = 2 * values.shape[1] // 3  # balances the two threads' work
+                pending = worker.submit(_add_rows_and_columns, heaps, values, i, j, split)
+                _add_columns(heaps, values, i, j, 0, split)
         if pending is not None:
             pending.result()
-    if order is None:
-        return heaps.finish()
     heaps.heaps.reorder()
-    valid = ids >= 0
-    ids[valid] = order[ids[valid]]
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(n)
-    scores, ids = scores[inverse], ids[inverse]
-    scores[~valid[inverse]] = -np.inf
-    return _sort_ties(scores, ids)
+    for start in range(0, n, chunk_size):
+        part = slice(start, start + chunk_size)
+        chunk_ids = ids[part].copy()
+        valid = chunk_ids >= 0
+        if order is not None:
+            chunk_ids[valid] = order[chunk_ids[valid]]
+        chunk_scores = np.where(valid, scores[part], np.float32(-np.inf))
+        rows = np.arange(start, min(start + chunk_size, n)) if order is None else order[part]
+        yield (rows, *_sort_ties(chunk_scores, chunk_ids))
+
+
+def search_self(
+    x: np.ndarray,
+    k: int,
+    *,
+    keys: np.ndarray | None = None,
+    order: np.ndarray | None = None,
+    block_size: int = 2048,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`search_self_chunks` gathered into ``(scores, ids)``, both ``(N, k)``.
+
+    Rows come back in the original order; ``order`` only affects speed.
+    """
+    scores = np.empty((len(x), k), dtype=np.float32)
+    ids = np.empty((len(x), k), dtype=np.int64)
+    for rows, chunk_scores, chunk_ids in search_self_chunks(
+        x, k, keys=keys, order=order, block_size=block_size
+    ):
+        scores[rows], ids[rows] = chunk_scores, chunk_ids
+    return scores, ids
+
+
+def _add_rows_and_columns(
+    heaps: _Heaps, values: np.ndarray, row0: int, col0: int, split: int
+) -> None:
+    """The worker thread's share of an off-diagonal block: its rows, and columns from ``split``."""
+    heaps.add(values, row0, col0)
+    _add_columns(heaps, values, row0, col0, split)
 
 
 #: Largest block side (column offsets are radix-sorted as int16).
@@ -197,27 +231,34 @@ def _seed_diagonal(heaps: _Heaps, block: torch.Tensor, start: int) -> None:
     tile = max(256, 2 * heaps.heaps.k)
     if tile >= size:
         return
+    values = block.numpy()
     for t in range(0, size, tile):
-        part = block[t : t + tile, t : t + tile]
-        heaps.add(np.ascontiguousarray(part.numpy()), start + t, start + t)
-        part.fill_(-torch.inf)
+        part = values[t : t + tile, t : t + tile]
+        heaps.add(np.ascontiguousarray(part), start + t, start + t)
+        part[...] = -np.inf
 
 
-def _add_columns(heaps: _Heaps, values: np.ndarray, row0: int, col0: int) -> None:
-    """Offer column ``c`` of ``values`` (ids ``row0 + r``) to heap ``col0 + c``.
+def _add_columns(
+    heaps: _Heaps, values: np.ndarray, row0: int, col0: int, first: int = 0, last: int | None = None
+) -> None:
+    """Offer column ``c`` of ``values`` (ids ``row0 + r``) to heap ``col0 + c``, for columns
+    ``first ≤ c < last``.
 
     Only scores above the heap's current worst are gathered, grouped per column (padded
     with ``-inf``) and inserted: no transposed copy of the block.
     """
-    c = values.shape[1]
+    last = values.shape[1] if last is None else last
+    part = values[:, first:last]
+    c = part.shape[1]
+    col0 += first
     worst = np.ascontiguousarray(heaps.scores[col0 : col0 + c, 0])
-    hits = np.flatnonzero(values > worst)
+    hits = np.flatnonzero(part > worst)
     if len(hits) == 0:
         return
     row, col = np.divmod(hits, c)
-    vals = np.take(values.reshape(-1), hits)
     by_col = np.argsort(col.astype(np.int16), kind="stable")  # radix; rows stay ascending
-    row, col, vals = row[by_col], col[by_col], vals[by_col]
+    row, col = row[by_col], col[by_col]
+    vals = part[row, col]
     count = np.bincount(col, minlength=c)
     present = np.flatnonzero(count)
     count = count[present]

@@ -335,16 +335,18 @@ def retrieval_metrics(
     max_depth = int(depth[scored].max())
     if p.symmetric and run_on.type == "cpu" and knn.symmetric_fits(len(p.query), max_depth):
         # Rows sorted by label meet their likely neighbours first (speed only).
-        _, ids = knn.search_self(
+        for rows, _, ids in knn.search_self_chunks(
             p.query,
             max_depth,
             keys=p.query_keys,
             order=np.argsort(p.query_codes, kind="stable"),
             block_size=min(max(chunk_size, 256), 4096),
-        )
-        for start in range(0, len(scored), chunk_size):
-            rows = scored[start : start + chunk_size]
-            record(rows, ids[rows, : int(depth[rows].max())])
+            chunk_size=chunk_size,
+        ):
+            keep = r[rows] > 0
+            if keep.any():
+                rows, ids = rows[keep], ids[keep]
+                record(rows, ids[:, : int(depth[rows].max())])
     else:
         by_depth = scored[np.argsort(depth[scored], kind="stable")]
         query_keys, gallery_keys = p.query_keys, p.gallery_keys

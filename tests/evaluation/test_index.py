@@ -129,3 +129,19 @@ def test_gpu_requested_without_faiss_gpu_is_said_once(caplog: pytest.LogCaptureF
 def test_bad_input(kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         build_index(**kwargs)
+
+
+def test_configure_changes_search_settings_without_rebuilding(gallery, built) -> None:
+    _, _, queries = gallery
+    index = built["ivf"]
+    _, exact = built["flat"].search(queries, 10)
+    _, narrow = index.search(queries, 10)
+    index.configure(nprobe=index.params.nlist)  # every cell: exact
+    try:
+        _, wide = index.search(queries, 10)
+        np.testing.assert_array_equal(wide, exact)
+        assert (narrow != exact).any()
+    finally:
+        index.configure(nprobe=16)
+    with pytest.raises(ValueError, match="does not apply to a ivf index"):
+        index.configure(ef_search=10)
