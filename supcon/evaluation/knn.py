@@ -34,6 +34,11 @@ NO_NEIGHBOUR = -1
 SYMMETRIC_BUDGET_BYTES = 1 << 30
 #: CUDA scores at most this many query × gallery pairs at once (1 GiB of float32).
 CUDA_BLOCK_ELEMENTS = 1 << 28
+#: Deeper lists than this are selected by partitioning whole score rows instead of heaps
+#: (a heap insertion costs ``O(log k)`` and deep heaps take many).
+HEAP_MAX_K = 512
+#: Rows × gallery scores partitioned at once on the CPU (64 MiB of float32).
+PARTITION_ELEMENTS = 1 << 24
 
 
 @contextmanager
@@ -72,15 +77,29 @@ class _Heaps:
         return _sort_ties(self.scores, self.ids)
 
 
+def _order_keys(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """uint64 keys whose ascending order is score descending, then id ascending (id -1 last)."""
+    bits = (scores.astype(np.float32) + np.float32(0.0)).view(np.uint32)  # -0.0 becomes 0.0
+    ascending = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
+    return ((~ascending).astype(np.uint64) << np.uint64(32)) | (
+        ids.astype(np.int64) & 0xFFFFFFFF
+    ).astype(np.uint64)
+
+
+def _ids_of(keys: np.ndarray) -> np.ndarray:
+    ids = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    ids[ids == 0xFFFFFFFF] = NO_NEIGHBOUR
+    return ids
+
+
 def _sort_ties(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Within runs of equal scores, order by id (only rows that have such runs are touched)."""
     tied = np.flatnonzero(((scores[:, 1:] == scores[:, :-1]) & (ids[:, 1:] >= 0)).any(axis=1))
     if len(tied):
-        sub_scores, sub_ids = scores[tied], ids[tied]
-        ids_key = np.where(sub_ids < 0, np.iinfo(np.int64).max, sub_ids)
-        order = np.lexsort((ids_key, -sub_scores), axis=1)
+        sub_scores = scores[tied]
+        order = np.argsort(_order_keys(sub_scores, ids[tied]), axis=1)
         scores[tied] = np.take_along_axis(sub_scores, order, axis=1)
-        ids[tied] = np.take_along_axis(sub_ids, order, axis=1)
+        ids[tied] = np.take_along_axis(ids[tied], order, axis=1)
     return scores, ids
 
 
@@ -307,6 +326,8 @@ def search_blocks(
     device = torch.device(device)
     if device.type == "cuda":
         return _search_cuda(query, gallery, k, query_keys, gallery_keys, device)
+    if k > HEAP_MAX_K:
+        return _search_partition(query, gallery, k, query_keys, gallery_keys)
     scores = np.empty((len(query), k), dtype=np.float32)
     ids = np.empty((len(query), k), dtype=np.int64)
     heaps = _Heaps(scores, ids)
@@ -362,6 +383,49 @@ def _search_cuda(
     return scores, ids
 
 
+def _search_partition(
+    query: np.ndarray | torch.Tensor,
+    gallery: np.ndarray | torch.Tensor,
+    k: int,
+    query_keys: np.ndarray | None,
+    gallery_keys: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deep top-``k`` by partitioning whole score rows (``np.argpartition``), then sorting the
+    ``k`` survivors by (score, id). Rows whose ``k``-th score is tied beyond the cut take the
+    lowest ids among the tied, as the heaps do."""
+    q, g = torch.as_tensor(query), torch.as_tensor(gallery)
+    n_gallery = len(g)
+    kk = min(k, n_gallery)
+    scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+    ids = np.full((len(q), k), NO_NEIGHBOUR, dtype=np.int64)
+    g_keys = _keys(gallery_keys)
+    step = max(1, PARTITION_ELEMENTS // max(n_gallery, 1))
+    for start in range(0, len(q), step):
+        block = torch.mm(q[start : start + step], g.T)
+        if g_keys is not None:
+            _mask_keys(block, _keys(query_keys[start : start + step]), g_keys)
+        values = block.numpy()
+        top = np.argpartition(values, n_gallery - kk, axis=1)[:, n_gallery - kk :]
+        keys = np.sort(_order_keys(np.take_along_axis(values, top, axis=1), top), axis=1)
+        top = _ids_of(keys)  # positions: never -1 here
+        top_values = np.take_along_axis(values, top, axis=1)
+        cut = top_values[:, -1]
+        tied = np.flatnonzero(
+            (values == cut[:, None]).sum(axis=1) > (top_values == cut[:, None]).sum(axis=1)
+        )
+        for r in tied:  # the cut fell inside a run of equal scores: keep the lowest ids
+            above = np.flatnonzero(values[r] > cut[r])
+            above = above[np.lexsort((above, -values[r, above]))]
+            at_cut = np.flatnonzero(values[r] == cut[r])[: kk - len(above)]
+            top[r] = np.concatenate([above, at_cut])
+            top_values[r] = values[r, top[r]]
+        rows = slice(start, start + len(values))
+        scores[rows, :kk] = top_values
+        ids[rows, :kk] = np.where(np.isinf(top_values), NO_NEIGHBOUR, top)
+    return scores, ids
+
+
 def symmetric_fits(n: int, k: int) -> bool:
-    """Whether leave-one-out heaps for ``n`` rows of ``k`` neighbours fit the budget."""
-    return n * k * 12 <= SYMMETRIC_BUDGET_BYTES
+    """Whether leave-one-out heaps for ``n`` rows of ``k`` neighbours fit the budget (and
+    are shallow enough for heaps to beat partitioning)."""
+    return k <= HEAP_MAX_K and n * k * 12 <= SYMMETRIC_BUDGET_BYTES

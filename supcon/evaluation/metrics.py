@@ -36,6 +36,8 @@ from supcon.evaluation import knn
 from supcon.evaluation.backend import resolve_device, say
 
 ArrayLike = np.ndarray | torch.Tensor
+#: Query-chunk neighbour lists hold at most this many entries (≈ 40 bytes each while scored).
+CHUNK_ELEMENTS = 1 << 22
 
 
 def _to_numpy(x: ArrayLike) -> np.ndarray:
@@ -358,8 +360,13 @@ def retrieval_metrics(
             gallery_rows = torch.from_numpy(p.gallery).to(run_on)
             if gallery_keys is not None:
                 gallery_keys = torch.from_numpy(gallery_keys).to(run_on)
-        for start in range(0, len(by_depth), chunk_size):
-            rows = by_depth[start : start + chunk_size]
+        start = 0
+        while start < len(by_depth):
+            # Deep lists (large classes) get fewer rows per chunk: chunk · K stays bounded.
+            stop = min(start + chunk_size, len(by_depth))
+            fit = max(1, CHUNK_ELEMENTS // max(1, int(depth[by_depth[stop - 1]])))
+            rows = by_depth[start : min(stop, start + fit)]
+            start += len(rows)
             _, ids = knn.search_blocks(
                 p.query[rows],
                 gallery_rows,

@@ -70,3 +70,20 @@ def test_cuda_search_matches_cpu() -> None:
         q, torch.from_numpy(g).cuda(), 50, query_keys=keys_q, gallery_keys=keys_g, device="cuda"
     )
     np.testing.assert_array_equal(cpu[1], gpu[1])
+
+
+def test_deep_lists_use_partitioning_and_match_the_heaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    q, g = data(40, 6, 8), data(300, 6, 9)
+    keys_q, keys_g = np.arange(40) % 3, np.arange(300) % 3
+    heaps = knn.search_blocks(q, g, 250, query_keys=keys_q, gallery_keys=keys_g)
+    monkeypatch.setattr(knn, "HEAP_MAX_K", 10)
+    monkeypatch.setattr(knn, "PARTITION_ELEMENTS", 3000)  # 10 rows at a time
+    deep = knn.search_blocks(q, g, 250, query_keys=keys_q, gallery_keys=keys_g)
+    np.testing.assert_array_equal(deep[1], heaps[1])
+    np.testing.assert_allclose(deep[0], heaps[0], rtol=1e-5, atol=1e-5)
+    assert (deep[1][:, 200:] == knn.NO_NEIGHBOUR).all()  # 200 candidates, then none
+    np.testing.assert_array_equal(deep[1], reference(q, g, 250, keys_q[:, None] == keys_g))
+    base = np.random.default_rng(5).integers(0, 3, size=(6, 4)).astype(np.float32)
+    x = np.repeat(base, 4, axis=0)  # exact ties are ordered by position here too
+    for k in (11, 24):  # 11 cuts through a run of 4 equal scores
+        np.testing.assert_array_equal(knn.search_blocks(x, x, k)[1], reference(x, x, k))

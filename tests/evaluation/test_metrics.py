@@ -228,3 +228,12 @@ def test_cuda_matches_cpu() -> None:
     assert_close(gpu, cpu)
     q = retrieval_metrics(emb[:500], labels[:500], emb[500:], labels[500:], device="cuda")
     assert_close(q, retrieval_metrics(emb[:500], labels[:500], emb[500:], labels[500:]))
+
+
+def test_large_classes_with_small_chunks_match_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    from supcon.evaluation import metrics
+
+    emb, labels = clustered(300, 8, 2, 2.0, seed=16)  # R ≈ 150 per query
+    monkeypatch.setattr(knn, "SYMMETRIC_BUDGET_BYTES", 0)
+    monkeypatch.setattr(metrics, "CHUNK_ELEMENTS", 400)  # 2 rows per chunk
+    assert_close(retrieval_metrics(emb, labels, **EXTRA), brute_force(emb, labels, **EXTRA))
