@@ -119,11 +119,13 @@ def worker(kind: str, n: int, per_class: int, device: str, at_r: bool) -> dict[s
         torch.cuda.reset_peak_memory_stats()
     before = _rss_bytes("VmRSS")
     exact_peak = _reset_peak()
+    cpu_before = time.process_time()
     started = time.perf_counter()
     metrics = call()
     if device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_before
     peak = (
         _rss_bytes("VmHWM")
         if exact_peak
@@ -134,6 +136,7 @@ def worker(kind: str, n: int, per_class: int, device: str, at_r: bool) -> dict[s
         "n": n,
         "per_class": per_class,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "peak_extra_mib": (peak - before) / 2**20,
         "peak_rss_mib": peak / 2**20,
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, float)},
@@ -161,8 +164,8 @@ def compare(sizes: list[tuple[int, int]], device: str, repeats: int) -> list[dic
         for _ in range(repeats):
             for kind in ("ours", "pml"):
                 runs[kind].append(spawn(kind, n, per_class, device))
-                took = runs[kind][-1]["seconds"]
-                print(f"  {kind:4s} N={n:>7} per_class={per_class}: {took:.1f} s", flush=True)
+                took, cpu = runs[kind][-1]["seconds"], runs[kind][-1]["cpu_seconds"]
+                print(f"  {kind:4s} N={n:>7}: {took:.1f} s wall, {cpu:.1f} s CPU", flush=True)
         ours, pml = runs["ours"][0], runs["pml"][0]
         t_ours = statistics.median(r["seconds"] for r in runs["ours"])
         t_pml = statistics.median(r["seconds"] for r in runs["pml"])
@@ -182,6 +185,8 @@ def compare(sizes: list[tuple[int, int]], device: str, repeats: int) -> list[dic
                 "pml": pml["metrics"],
                 "ours_runs_s": [r["seconds"] for r in runs["ours"]],
                 "pml_runs_s": [r["seconds"] for r in runs["pml"]],
+                "ours_cpu_s": [r["cpu_seconds"] for r in runs["ours"]],
+                "pml_cpu_s": [r["cpu_seconds"] for r in runs["pml"]],
             }
         )
     return rows
