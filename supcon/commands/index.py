@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from supcon.commands._evaldata import add_data_arguments, embed_items, load_items, resolve_device
 
+if TYPE_CHECKING:
+    from supcon.evaluation.embed import EmbeddingSet
 
-def _gallery(args: argparse.Namespace, device):
-    """The embeddings to index: from a file, or embedded now from a run."""
+
+def _gallery(args: argparse.Namespace, device: torch.device) -> tuple[EmbeddingSet, str]:
+    """The embeddings to index (from a file, or embedded now from a run) and their source."""
     from supcon.evaluation.embed import EXTENSIONS, load_embeddings
     from supcon.runs import load_run
 
