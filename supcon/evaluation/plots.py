@@ -132,7 +132,7 @@ def retrieval_grid(
                 continue
             text = captions(item) if captions else ""
             if scores is not None:
-                text = f"{text} {scores[r, c]:.2f}".strip()
+                text = f"{text} {scores[r, c]:.3f}".strip()
             _show(ax, load_image(item), CORRECT if correct[r, c] else WRONG, text)
     for c in range(k):
         axes[0, c + 1].set_title(f"#{c + 1}", fontsize=8)
