@@ -5,6 +5,8 @@ in a FAISS heap (C++ insertion that rejects most candidates with one comparison)
 layouts:
 
 * :func:`search_blocks`: queries against a gallery; memory ``O(rows · k + rows · block)``.
+  Lists deeper than ``HEAP_MAX_K`` (mAP@R over large classes) are selected by partitioning
+  whole score rows (``np.argpartition``) instead of heaps.
 * :func:`search_self`: leave-one-out on one set. The score matrix is symmetric, so only the
   blocks on and above the diagonal are multiplied and each feeds the heaps of its rows *and* of
   its columns: half the multiply-adds of a query-against-gallery search, for
@@ -20,9 +22,11 @@ product). Results are sorted by score, then by gallery position; missing neighbo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
+from itertools import pairwise
 
 import faiss
 import numpy as np
@@ -39,6 +43,8 @@ CUDA_BLOCK_ELEMENTS = 1 << 28
 HEAP_MAX_K = 512
 #: Rows × gallery scores partitioned at once on the CPU (64 MiB of float32).
 PARTITION_ELEMENTS = 1 << 24
+#: Largest leave-one-out block side (column offsets are radix-sorted as int16).
+MAX_BLOCK = 1 << 15
 
 
 @contextmanager
@@ -137,11 +143,16 @@ def search_self_chunks(
     """Leave-one-out top-``k`` of every row of ``x`` among the other rows (CPU, symmetric).
 
     Block ``(i, j)`` with ``j ≥ i`` is multiplied once and feeds the heaps of its rows (dense
-    insertion) and of its columns (only the scores above each column's current ``k``-th best are
-    gathered), split between this thread and a worker (FAISS and NumPy release the GIL). Blocks
-    are visited diagonal by diagonal, so each row meets its own block first: with ``order``
-    grouping likely neighbours (rows sorted by label), heaps fill with good candidates early and
-    later blocks are mostly rejected by one comparison per score.
+    insertion) and of its columns (only the scores above each column's current ``k``-th best
+    are gathered). Blocks are visited diagonal by diagonal, so each row meets its own block
+    first: with ``order`` grouping likely neighbours (rows sorted by label), heaps fill with good
+    candidates early and later blocks are mostly rejected by one comparison per score.
+
+    Parallelism: one Python thread per torch thread, each multiplying and inserting whole
+    blocks with single-threaded torch and FAISS (both release the GIL); a lock per block of
+    rows keeps two threads off the same heaps. (One multi-threaded product at a time would
+    leave its idle OpenMP threads spinning against the insertions.) Torch's thread count is
+    set to 1 for the duration and restored.
 
     Args:
         x: ``(N, D)`` float32, C-contiguous (L2-normalise first for cosine).
@@ -154,7 +165,8 @@ def search_self_chunks(
     Yields:
         ``(rows, scores, ids)`` once all blocks are done, chunk by chunk (in ``order``):
         ``rows`` ``(n,)`` positions in ``x``; ``scores`` ``(n, k)`` float32 and ``ids``
-        ``(n, k)`` int64 positions in ``x``. Memory: ``O(N · k)`` heaps plus one chunk.
+        ``(n, k)`` int64 positions in ``x``. Memory: ``O(N · k)`` heaps plus one block per
+        thread.
     """
     n = len(x)
     block_size = min(block_size, MAX_BLOCK)
@@ -166,35 +178,45 @@ def search_self_chunks(
     heaps = _Heaps(scores, ids)
     xt = torch.from_numpy(x)
     key_t = _keys(keys)
-    buffers = [torch.empty(block_size * block_size, dtype=torch.float32) for _ in range(2)]
     starts = range(0, n, block_size)
-    pending: Future | None = None
-    with (
-        ThreadPoolExecutor(1, initializer=faiss.omp_set_num_threads, initargs=(1,)) as worker,
-        _faiss_threads(1),
-    ):
-        nb = len(starts)
-        pairs = [(i, i + d * block_size) for d in range(nb) for i in starts[: nb - d]]
-        for step, (i, j) in enumerate(pairs):
-            if pending is not None:  # the product below wants both cores to itself
-                pending.result()
-                pending = None
+    nb = len(starts)
+    pairs = iter([(i, i + d) for d in range(nb) for i in range(nb - d)])  # by diagonal
+    next_pair = threading.Lock()
+    block_locks = [threading.Lock() for _ in starts]
+    threads = max(1, min(torch.get_num_threads(), nb))
+
+    def work() -> None:
+        faiss.omp_set_num_threads(1)
+        torch.set_num_threads(1)
+        buffer = torch.empty(block_size * block_size, dtype=torch.float32)
+        while True:
+            with next_pair:
+                pair = next(pairs, None)
+            if pair is None:
+                return
+            i, j = (b * block_size for b in pair)
             rows, cols = xt[i : i + block_size], xt[j : j + block_size]
-            block = _block_view(buffers[step % 2], len(rows), len(cols))
+            block = _block_view(buffer, len(rows), len(cols))
             torch.mm(rows, cols.T, out=block)
             if key_t is not None:
                 _mask_keys(block, key_t[i : i + len(rows)], key_t[j : j + len(cols)])
-            if i == j:
-                np.fill_diagonal(block.numpy(), -np.inf)
-                _seed_diagonal(heaps, block, i)
-                heaps.add(block.numpy(), i, j)
-            else:  # rows i and columns j are different heaps: safe in parallel
-                values = block.numpy()
-                split = 2 * values.shape[1] // 3  # balances the two threads' work
-                pending = worker.submit(_add_rows_and_columns, heaps, values, i, j, split)
-                _add_columns(heaps, values, i, j, 0, split)
-        if pending is not None:
-            pending.result()
+            values = block.numpy()
+            with block_locks[pair[0]], block_locks[pair[1]] if i != j else nullcontext():
+                if i == j:
+                    np.fill_diagonal(values, -np.inf)
+                    _seed_diagonal(heaps, block, i)
+                    heaps.add(values, i, j)
+                else:
+                    heaps.add(values, i, j)
+                    _add_columns(heaps, values, i, j)
+
+    old_threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(threads) as pool, _faiss_threads(1):
+            for done in [pool.submit(work) for _ in range(threads)]:
+                done.result()
+    finally:
+        torch.set_num_threads(old_threads)
     heaps.heaps.reorder()
     for start in range(0, n, chunk_size):
         part = slice(start, start + chunk_size)
@@ -226,18 +248,6 @@ def search_self(
     ):
         scores[rows], ids[rows] = chunk_scores, chunk_ids
     return scores, ids
-
-
-def _add_rows_and_columns(
-    heaps: _Heaps, values: np.ndarray, row0: int, col0: int, split: int
-) -> None:
-    """The worker thread's share of an off-diagonal block: its rows, and columns from ``split``."""
-    heaps.add(values, row0, col0)
-    _add_columns(heaps, values, row0, col0, split)
-
-
-#: Largest block side (column offsets are radix-sorted as int16).
-MAX_BLOCK = 1 << 15
 
 
 def _seed_diagonal(heaps: _Heaps, block: torch.Tensor, start: int) -> None:
@@ -334,14 +344,32 @@ def search_blocks(
     q = torch.as_tensor(query)
     g = torch.as_tensor(gallery)
     q_keys, g_keys = _keys(query_keys), _keys(gallery_keys)
-    buffer = torch.empty(len(query) * min(block_size, len(gallery)), dtype=torch.float32)
-    for j in range(0, len(gallery), block_size):
-        cols = g[j : j + block_size]
-        block = _block_view(buffer, len(q), len(cols))
-        torch.mm(q, cols.T, out=block)
-        _mask_keys(block, q_keys, None if g_keys is None else g_keys[j : j + len(cols)])
-        with _faiss_threads(1):
-            heaps.add(block.numpy(), 0, j)
+    # As in search_self_chunks: single-threaded torch in one Python thread per torch thread,
+    # each owning a slice of the query rows (and so of the heaps).
+    threads = max(1, min(torch.get_num_threads(), len(q) // 64))
+    bounds = np.linspace(0, len(q), threads + 1).astype(int)
+
+    def work(first: int, last: int) -> None:
+        faiss.omp_set_num_threads(1)
+        torch.set_num_threads(1)
+        rows = q[first:last]
+        row_keys = None if q_keys is None else q_keys[first:last]
+        buffer = torch.empty(len(rows) * min(block_size, len(g)), dtype=torch.float32)
+        for j in range(0, len(g), block_size):
+            cols = g[j : j + block_size]
+            block = _block_view(buffer, len(rows), len(cols))
+            torch.mm(rows, cols.T, out=block)
+            _mask_keys(block, row_keys, None if g_keys is None else g_keys[j : j + len(cols)])
+            heaps.add(block.numpy(), first, j)
+
+    old_threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(threads) as pool, _faiss_threads(1):
+            jobs = [pool.submit(work, int(a), int(b)) for a, b in pairwise(bounds)]
+            for job in jobs:
+                job.result()
+    finally:
+        torch.set_num_threads(old_threads)
     return heaps.finish()
 
 
