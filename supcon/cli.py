@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from supcon.commands import train
+from supcon.commands import embed, evaluate, index, search, train
 from supcon.errors import UserError
 
 EXIT_USAGE = 2
-COMMANDS = (train,)
+COMMANDS = (train, evaluate, embed, index, search)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ import torch
 
 from supcon.config import config_from_dict
 from supcon.data import EvalDataset, load_splits
-from supcon.evaluation import embed_dataset, retrieval_metrics
+from supcon.evaluation import extract_embeddings, retrieval_metrics
 from supcon.runs import find_checkpoint, load_run
 from supcon.training import TrainingError, train
 from tests.images import make_csv_manifest, make_image_folder
@@ -36,7 +36,7 @@ def test_train_on_image_folder_then_reload_gives_the_same_metrics(tmp_path: Path
     assert run.class_names == ("class_0", "class_1", "class_2", "class_3")
     assert run.checkpoint == find_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     _, test = load_splits(run.config.data, run.config.train.seed)
-    embeddings, labels = embed_dataset(run.model, EvalDataset(test, run.eval_transform))
+    embeddings, labels, _ = extract_embeddings(run.model, EvalDataset(test, run.eval_transform))
     assert embeddings.shape == (len(test), 16)
     assert retrieval_metrics(embeddings, labels) == pytest.approx(metrics)
 

@@ -1,6 +1,31 @@
-"""Evaluation: embedding extraction and retrieval metrics."""
+"""Evaluation: embedding extraction, exact and FAISS search, retrieval metrics.
 
-from supcon.evaluation.embed import embed_dataset
+Plots live in :mod:`supcon.evaluation.plots` (imported on demand: it loads matplotlib).
+"""
+
+from supcon.evaluation.clustering import clustering_scores, kmeans_assign
+from supcon.evaluation.embed import (
+    EmbeddingSet,
+    extract_embeddings,
+    load_embeddings,
+    model_fingerprint,
+    save_embeddings,
+)
+from supcon.evaluation.index import IndexParams, SearchIndex, build_index
 from supcon.evaluation.metrics import retrieval_metrics
+from supcon.evaluation.protocol import evaluate_split
 
-__all__ = ["embed_dataset", "retrieval_metrics"]
+__all__ = [
+    "EmbeddingSet",
+    "IndexParams",
+    "SearchIndex",
+    "build_index",
+    "clustering_scores",
+    "evaluate_split",
+    "extract_embeddings",
+    "kmeans_assign",
+    "load_embeddings",
+    "model_fingerprint",
+    "retrieval_metrics",
+    "save_embeddings",
+]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from supcon.data import EvalDataset, Split
+from supcon.data import Split
 from supcon.data.transforms import Transform
-from supcon.evaluation import embed_dataset, retrieval_metrics
+from supcon.evaluation import evaluate_split
 
 
 def evaluate(
@@ -23,12 +23,11 @@ def evaluate(
     device: torch.device,
     num_workers: int = 0,
     autocast: contextlib.AbstractContextManager | None = None,
-) -> dict[str, float]:
-    """Retrieval metrics of ``model`` on a held-out split.
+) -> dict[str, Any]:
+    """:func:`supcon.evaluation.evaluate_split` without disturbing the training around it.
 
-    Leave-one-out over the split, or query → gallery when the split carries ``is_query`` /
-    ``is_gallery`` flags. Unlabeled splits give no metrics (an empty dict). Every RNG stream is
-    left as it was, so evaluating does not change the training that follows.
+    Every RNG stream is left as it was, so evaluating does not change the training that
+    follows, and the forward passes run under the training's own mixed precision.
 
     Args:
         model: The (unwrapped) embedding model; its train/eval mode is restored afterwards.
@@ -38,26 +37,20 @@ def evaluate(
         batch_size: Images per forward pass.
         device: Where the model runs.
         num_workers: DataLoader workers.
-        autocast: Mixed-precision context for the forward passes.
+        autocast: Mixed-precision context for the forward passes (``None``: full precision).
 
     Returns:
-        The metrics of :func:`supcon.retrieval_metrics`.
+        The metrics of :func:`supcon.retrieval_metrics`; ``{}`` for an unlabeled split.
     """
-    if not split.labeled:
-        return {}
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), autocast or contextlib.nullcontext():
-        embeddings, labels = embed_dataset(
+        return evaluate_split(
             model,
-            EvalDataset(split, transform),
+            split,
+            transform,
+            ks=ks,
             batch_size=batch_size,
             device=device,
             num_workers=num_workers,
+            amp=False,
         )
-    if split.is_query is None and split.is_gallery is None:
-        return retrieval_metrics(embeddings, labels, ks=ks)
-    query = split.is_query if split.is_query is not None else np.ones(len(labels), bool)
-    gallery = split.is_gallery if split.is_gallery is not None else np.ones(len(labels), bool)
-    return retrieval_metrics(
-        embeddings[query], labels[query], embeddings[gallery], labels[gallery], ks=ks
-    )

@@ -1,81 +1,201 @@
-"""retrieval_metrics against a brute-force numpy implementation."""
+"""retrieval_metrics against a brute-force reference and against PML's AccuracyCalculator."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pytest
 import torch
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 from supcon import retrieval_metrics
+from supcon.evaluation import knn
+from tests.evaluation.reference import brute_force, clustered
+
+EXTRA = {"precision_ks": (1, 3, 5), "map_ks": (1, 5, 10)}
 
 
-def brute_force(query, q_labels, gallery=None, g_labels=None, ks=(1, 2, 4, 8)):
-    """Full similarity matrix, full argsort, explicit per-query loops."""
-    loo = gallery is None
-    if loo:
-        gallery, g_labels = query, q_labels
-    q = query / np.linalg.norm(query, axis=1, keepdims=True)
-    g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
-    sims = q.astype(np.float64) @ g.astype(np.float64).T
-    out = {f"recall@{k}": [] for k in ks} | {"precision@1": [], "map@r": [], "r_precision": []}
-    for i in range(len(q)):
-        order = [j for j in np.argsort(-sims[i], kind="stable") if not (loo and j == i)]
-        rel = np.array([g_labels[j] == q_labels[i] for j in order])
-        r = int(rel.sum())
-        if r == 0:
-            continue
-        for k in ks:
-            out[f"recall@{k}"].append(rel[:k].any())
-        out["precision@1"].append(rel[0])
-        out["r_precision"].append(rel[:r].sum() / r)
-        ap = sum(rel[: j + 1].sum() / (j + 1) for j in range(r) if rel[j]) / r
-        out["map@r"].append(ap)
-    return {k: float(np.mean(v)) for k, v in out.items()}
-
-
-def clustered(n, d, classes, noise, seed):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(classes, d))
-    labels = rng.integers(0, classes, size=n)
-    return (centers[labels] + noise * rng.normal(size=(n, d))).astype(np.float32), labels
+def assert_close(got: dict, expected: dict) -> None:
+    for key, value in expected.items():
+        if key == "per_class":
+            assert set(got[key]) == set(value)
+            for label, row in value.items():
+                assert_close(got[key][label], row)
+        else:
+            assert got[key] == pytest.approx(value, abs=1e-12), key
 
 
 @pytest.mark.parametrize("noise", [0.3, 1.0, 3.0])
 def test_leave_one_out_matches_brute_force(noise: float) -> None:
     emb, labels = clustered(300, 16, 7, noise, seed=int(noise * 10))
-    got = retrieval_metrics(emb, labels, chunk_size=64)
-    expected = brute_force(emb, labels)
-    for key, value in expected.items():
-        assert got[key] == pytest.approx(value, abs=1e-9), key
+    got = retrieval_metrics(emb, labels, chunk_size=64, **EXTRA)
+    assert_close(got, brute_force(emb, labels, **EXTRA))
     assert got["num_queries"] == 300
 
 
 def test_query_gallery_matches_brute_force_and_skips_unmatched_queries() -> None:
     q, ql = clustered(120, 8, 6, 1.0, seed=1)
     g, gl = clustered(200, 8, 5, 1.0, seed=1)  # class 5 absent from the gallery
-    got = retrieval_metrics(q, ql, g, gl, ks=(1, 3, 10))
-    expected = brute_force(q, ql, g, gl, ks=(1, 3, 10))
-    for key, value in expected.items():
-        assert got[key] == pytest.approx(value, abs=1e-9), key
+    kwargs = {"ks": (1, 3, 10), **EXTRA}
+    got = retrieval_metrics(q, ql, g, gl, **kwargs)
+    assert_close(got, brute_force(q, ql, g, gl, **kwargs))
     assert got["num_queries_without_positives"] == int((ql == 5).sum())
 
 
-def test_accepts_torch_tensors_and_is_scale_invariant() -> None:
+def test_source_ids_exclude_same_source_items_leave_one_out() -> None:
+    emb, labels = clustered(240, 12, 6, 1.0, seed=3)
+    sources = np.random.default_rng(3).integers(0, 40, size=240)  # ~6 items per source
+    got = retrieval_metrics(emb, labels, source_ids=sources, chunk_size=50, **EXTRA)
+    expected = brute_force(emb, labels, q_sources=sources, **EXTRA)
+    assert_close(got, expected)
+    assert got != retrieval_metrics(emb, labels, **EXTRA)
+
+
+def test_source_ids_exclude_same_source_items_query_gallery() -> None:
+    q, ql = clustered(90, 8, 5, 1.0, seed=4)
+    g, gl = clustered(150, 8, 5, 1.0, seed=5)
+    rng = np.random.default_rng(4)
+    qs, gs = rng.integers(0, 12, size=90), rng.integers(0, 12, size=150)
+    got = retrieval_metrics(q, ql, g, gl, source_ids=qs, gallery_source_ids=gs, **EXTRA)
+    assert_close(got, brute_force(q, ql, g, gl, q_sources=qs, g_sources=gs, **EXTRA))
+
+
+def test_is_query_is_gallery_flags_never_retrieve_the_query_itself() -> None:
+    emb, labels = clustered(200, 8, 5, 1.0, seed=6)
+    rng = np.random.default_rng(6)
+    is_query = rng.random(200) < 0.4
+    is_gallery = ~is_query | (rng.random(200) < 0.5)  # some items are both
+    got = retrieval_metrics(emb, labels, is_query=is_query, is_gallery=is_gallery, **EXTRA)
+    # Reference: an item is its own source, so it never retrieves itself.
+    ids = np.arange(200)
+    expected = brute_force(
+        emb[is_query],
+        labels[is_query],
+        emb[is_gallery],
+        labels[is_gallery],
+        q_sources=ids[is_query],
+        g_sources=ids[is_gallery],
+        **EXTRA,
+    )
+    assert_close(got, expected)
+    everything = np.ones(200, bool)
+    assert retrieval_metrics(emb, labels, is_query=everything, is_gallery=everything) == (
+        retrieval_metrics(emb, labels)
+    )
+
+
+def test_per_class_matches_brute_force() -> None:
+    emb, labels = clustered(150, 8, 4, 1.5, seed=7)
+    got = retrieval_metrics(emb, labels, per_class=True, **EXTRA)
+    assert_close(got, brute_force(emb, labels, per_class=True, **EXTRA))
+    assert sum(row["num_queries"] for row in got["per_class"].values()) == 150
+
+
+@pytest.mark.parametrize("source_ids", [False, True])
+def test_any_chunk_size_and_either_search_layout_give_identical_results(
+    monkeypatch: pytest.MonkeyPatch, source_ids: bool
+) -> None:
+    emb, labels = clustered(500, 16, 9, 1.5, seed=8)
+    sources = np.arange(500) // 3 if source_ids else None
+    kwargs = {"source_ids": sources, "per_class": True, **EXTRA}
+    reference = retrieval_metrics(emb, labels, chunk_size=2048, **kwargs)
+    for chunk in (3, 64, 333):
+        assert retrieval_metrics(emb, labels, chunk_size=chunk, **kwargs) == reference
+    monkeypatch.setattr(knn, "SYMMETRIC_BUDGET_BYTES", 0)  # leave-one-out by query chunks
+    for chunk in (7, 500):
+        assert retrieval_metrics(emb, labels, chunk_size=chunk, **kwargs) == reference
+
+
+def pml_accuracy(query, q_labels, gallery=None, g_labels=None, **kwargs) -> dict:
+    calc = AccuracyCalculator(
+        include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
+        k="max_bin_count",
+        device=torch.device("cpu"),
+        **kwargs,
+    )
+    normalise = lambda x: torch.nn.functional.normalize(torch.from_numpy(x), dim=1)  # noqa: E731
+    if gallery is None:
+        return calc.get_accuracy(normalise(query), torch.from_numpy(q_labels))
+    return calc.get_accuracy(
+        normalise(query), torch.from_numpy(q_labels), normalise(gallery), torch.from_numpy(g_labels)
+    )
+
+
+PML_KEYS = {
+    "precision@1": "precision_at_1",
+    "r_precision": "r_precision",
+    "map@r": "mean_average_precision_at_r",
+}
+
+
+@pytest.mark.parametrize("noise", [0.5, 2.0])
+def test_leave_one_out_matches_pml_accuracy_calculator(noise: float) -> None:
+    emb, labels = clustered(400, 32, 10, noise, seed=9)
+    labels[:1] = 99  # a singleton: PML's "lone" query, excluded by both
+    ours = retrieval_metrics(emb, labels)
+    pml = pml_accuracy(emb, labels)
+    for key, pml_key in PML_KEYS.items():
+        assert ours[key] == pytest.approx(pml[pml_key], abs=1e-9), key
+    assert ours["num_queries_without_positives"] == 1
+
+
+def test_query_gallery_matches_pml_including_labels_absent_from_the_gallery() -> None:
+    q, ql = clustered(150, 16, 6, 1.0, seed=10)
+    g, gl = clustered(300, 16, 5, 1.0, seed=11)  # class 5 only among the queries
+    ours = retrieval_metrics(q, ql, g, gl)
+    pml = pml_accuracy(q, ql, g, gl)
+    for key, pml_key in PML_KEYS.items():
+        assert ours[key] == pytest.approx(pml[pml_key], abs=1e-9), key
+
+
+def test_per_class_matches_pml_return_per_class() -> None:
+    emb, labels = clustered(300, 16, 5, 1.5, seed=12)
+    ours = retrieval_metrics(emb, labels, per_class=True)["per_class"]
+    pml = pml_accuracy(emb, labels, return_per_class=True)
+    for key, pml_key in PML_KEYS.items():
+        got = [ours[label][key] for label in sorted(ours)]
+        assert got == pytest.approx(pml[pml_key], abs=1e-9), key
+
+
+def test_map_at_k_equals_pml_mean_average_precision_when_k_covers_every_positive() -> None:
+    # PML divides by R even when k < R; we divide by min(k, R). With k ≥ R both agree.
+    emb, labels = clustered(200, 16, 5, 1.5, seed=13)
+    ours = retrieval_metrics(emb, labels, map_ks=(199,))
+    calc = AccuracyCalculator(
+        include=("mean_average_precision",), k=None, device=torch.device("cpu")
+    )
+    pml = calc.get_accuracy(torch.nn.functional.normalize(torch.from_numpy(emb)), labels)
+    assert ours["map@199"] == pytest.approx(pml["mean_average_precision"], abs=1e-9)
+
+
+def test_accepts_torch_tensors_string_labels_and_is_scale_invariant() -> None:
     emb, labels = clustered(100, 8, 4, 1.0, seed=2)
     a = retrieval_metrics(torch.from_numpy(emb), torch.from_numpy(labels))
     b = retrieval_metrics(emb * 7.5, labels)
-    assert a == b
+    c = retrieval_metrics(emb, np.array([f"class-{v}" for v in labels]))
+    assert a == b == c
 
 
 def test_perfect_and_random_embeddings() -> None:
     labels = np.repeat(np.arange(10), 20)
-    perfect = np.eye(10, dtype=np.float32)[labels] + 1e-3 * np.random.default_rng(0).normal(
-        size=(200, 10)
-    ).astype(np.float32)
-    m = retrieval_metrics(perfect, labels)
+    rng = np.random.default_rng(0)
+    perfect = np.eye(10, dtype=np.float32)[labels] + 1e-3 * rng.normal(size=(200, 10))
+    m = retrieval_metrics(perfect, labels, precision_ks=(1, 19), map_ks=(19,))
     assert m["recall@1"] == 1.0 and m["map@r"] == pytest.approx(1.0)
-    rand = np.random.default_rng(0).normal(size=(200, 32)).astype(np.float32)
+    assert m["precision@19"] == pytest.approx(1.0) and m["map@19"] == pytest.approx(1.0)
+    rand = rng.normal(size=(200, 32)).astype(np.float32)
     assert retrieval_metrics(rand, labels)["precision@1"] < 0.3
+
+
+def test_k_larger_than_the_gallery_is_clipped_and_said(caplog: pytest.LogCaptureFixture) -> None:
+    emb, labels = clustered(30, 4, 3, 1.0, seed=14)
+    with caplog.at_level(logging.WARNING, logger="supcon"):
+        m = retrieval_metrics(emb, labels, ks=(1, 100), precision_ks=(100,))
+    assert "k=100 is larger than the 29 gallery items" in caplog.text
+    assert m["recall@100"] == 1.0
+    expected = np.mean([(np.sum(labels == lab) - 1) / 29 for lab in labels])
+    assert m["precision@100"] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
@@ -83,13 +203,37 @@ def test_perfect_and_random_embeddings() -> None:
     [
         ((np.zeros((0, 4)), np.zeros(0)), {}, "non-empty"),
         ((np.ones((4, 4)), np.zeros(3)), {}, r"query_labels must be \(4,\)"),
-        ((np.array([[np.nan, 1.0], [1.0, 1.0]]), np.zeros(2)), {}, "1 row"),
+        ((np.array([[np.nan, 1.0], [1.0, 1.0], [np.inf, 0]]), np.zeros(3)), {}, "2 row"),
         ((np.ones((4, 4)), np.zeros(4), np.ones((3, 5)), np.zeros(3)), {}, "dimension"),
+        ((np.ones((4, 4)), np.zeros(4), np.zeros((0, 4)), np.zeros(0)), {}, "gallery must"),
         ((np.ones((4, 4)), np.zeros(4), np.ones((3, 4))), {}, "gallery_labels"),
+        ((np.ones((4, 4)), np.zeros(4), np.ones((3, 4)), np.zeros(2)), {}, "gallery_labels"),
         ((np.ones((4, 4)), np.zeros(4)), {"ks": (0,)}, "ks"),
         ((np.ones((4, 4)), np.arange(4)), {}, "no query label"),
+        ((np.ones((1, 4)), np.zeros(1)), {}, "at least 2"),
+        ((np.ones((4, 4)), np.zeros(4)), {"is_query": np.zeros(4, bool)}, "at least one"),
+        ((np.ones((4, 4)), np.zeros(4)), {"source_ids": np.zeros(3)}, "source_ids"),
     ],
 )
 def test_bad_input(args, kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
         retrieval_metrics(*args, **kwargs)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu() -> None:
+    emb, labels = clustered(3000, 32, 30, 1.5, seed=15)
+    cpu = retrieval_metrics(emb, labels, per_class=True, **EXTRA)
+    gpu = retrieval_metrics(torch.from_numpy(emb).cuda(), labels, per_class=True, **EXTRA)
+    assert_close(gpu, cpu)
+    q = retrieval_metrics(emb[:500], labels[:500], emb[500:], labels[500:], device="cuda")
+    assert_close(q, retrieval_metrics(emb[:500], labels[:500], emb[500:], labels[500:]))
+
+
+def test_large_classes_with_small_chunks_match_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    from supcon.evaluation import metrics
+
+    emb, labels = clustered(300, 8, 2, 2.0, seed=16)  # R ≈ 150 per query
+    monkeypatch.setattr(knn, "SYMMETRIC_BUDGET_BYTES", 0)
+    monkeypatch.setattr(metrics, "CHUNK_ELEMENTS", 400)  # 2 rows per chunk
+    assert_close(retrieval_metrics(emb, labels, **EXTRA), brute_force(emb, labels, **EXTRA))

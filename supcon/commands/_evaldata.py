@@ -1,0 +1,141 @@
+"""What ``eval``, ``embed`` and ``index`` read: a run's own data or the images of ``--data``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from supcon.errors import UserError
+
+if TYPE_CHECKING:
+    from supcon.data import Split
+    from supcon.evaluation.embed import EmbeddingSet
+    from supcon.runs import LoadedRun
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
+    """``--data``, ``--split``, ``--batch-size``, ``--device``, ``--no-progress``."""
+    parser.add_argument(
+        "--data",
+        metavar="DIR_OR_CSV",
+        help="image folder (DIR/<class>/<image>) or CSV manifest (path,label[,is_query,"
+        "is_gallery]) instead of the run's own data",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("heldout", "all"),
+        default=default_split,
+        help=f"without --data: the run's held-out split or all its data (default {default_split})",
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when available), cpu or cuda (default auto)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available; refuses CUDA on a machine without it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name} but CUDA is not available; use --device cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def _concat(first: Split, second: Split) -> Split:
+    """Both splits as one, without query/gallery flags (class ids of ``second`` kept)."""
+    labels = np.concatenate([first.labels, second.labels])
+    if hasattr(first, "paths"):
+        return dataclasses.replace(
+            second,
+            paths=tuple(first.paths) + tuple(second.paths),
+            labels=labels,
+            is_query=None,
+            is_gallery=None,
+        )
+    return dataclasses.replace(
+        second, images=torch.cat([first.images, second.images]), labels=labels
+    )
+
+
+def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str]:
+    """The items to embed and a description of them.
+
+    Args:
+        run: The loaded run.
+        data: ``--data`` (image folder or CSV manifest), or ``None`` for the run's own data.
+        split: ``"heldout"`` or ``"all"`` (without ``data``).
+
+    Returns:
+        ``(split, description)``.
+
+    Raises:
+        UserError: when the data cannot be read or cannot be embedded by this run.
+    """
+    from supcon.data import load_splits, read_csv_manifest, scan_image_folder
+
+    if data is None:
+        train, held_out = load_splits(run.config.data, run.config.train.seed)
+        if split == "heldout":
+            return held_out, f"held-out split of {run.checkpoint}"
+        return _concat(train, held_out), f"all data of {run.checkpoint}"
+    path = Path(data)
+    if run.eval_transform is None:
+        raise UserError(
+            "this run was trained on the bundled digits, which have no image transform; "
+            "--data needs a run trained on image files"
+        )
+    if path.is_dir():
+        items = scan_image_folder(path, class_names=run.class_names or None)
+    elif path.is_file() and path.suffix.lower() == ".csv":
+        items = read_csv_manifest(path).files
+    else:
+        raise UserError(f"--data {data!r} must be an image folder or a .csv manifest")
+    return items, str(path)
+
+
+def model_info(run: LoadedRun) -> dict[str, str]:
+    """The checkpoint path and weight fingerprint recorded with embeddings and indexes."""
+    from supcon.evaluation.embed import model_fingerprint
+
+    return {
+        "checkpoint": str(Path(run.checkpoint).resolve()),
+        "fingerprint": model_fingerprint(run.model),
+        "backbone": run.config.model.backbone,
+    }
+
+
+def embed_items(
+    run: LoadedRun, items: Split, args: argparse.Namespace, device: torch.device
+) -> EmbeddingSet:
+    """Embed ``items`` with the run's model and eval transform."""
+    from supcon.data import EvalDataset
+    from supcon.evaluation.embed import EmbeddingSet, extract_embeddings
+
+    emb, labels, ids = extract_embeddings(
+        run.model,
+        EvalDataset(items, run.eval_transform),
+        batch_size=args.batch_size or run.config.eval.batch_size,
+        device=device,
+        num_workers=run.config.data.num_workers,
+        progress=not args.no_progress,
+    )
+    paths = getattr(items, "paths", None)
+    return EmbeddingSet(
+        embeddings=emb,
+        labels=labels,
+        ids=ids,
+        paths=None if paths is None else tuple(paths),
+        class_names=tuple(items.class_names),
+        is_query=items.is_query,
+        is_gallery=items.is_gallery,
+        model=model_info(run),
+    )

@@ -1,0 +1,104 @@
+"""``supcon index EMBEDDINGS_OR_RUN --out INDEX [--type flat|ivf|hnsw|ivfpq] [...]``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from supcon.commands._evaldata import add_data_arguments, embed_items, load_items, resolve_device
+
+if TYPE_CHECKING:
+    from supcon.evaluation.embed import EmbeddingSet
+
+
+def _gallery(args: argparse.Namespace, device: torch.device) -> tuple[EmbeddingSet, str]:
+    """The embeddings to index (from a file, or embedded now from a run) and their source."""
+    from supcon.evaluation.embed import EXTENSIONS, load_embeddings
+    from supcon.runs import load_run
+
+    source = Path(args.source)
+    if source.suffix in EXTENSIONS:
+        if args.data is not None:
+            raise ValueError("--data applies to a run; embeddings files are indexed as they are")
+        return load_embeddings(source), str(source)
+    loaded = load_run(source, device=device)
+    items, description = load_items(loaded, args.data, args.split)
+    return embed_items(loaded, items, args, device), description
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build a FAISS index over gallery embeddings and save it with its metadata."""
+    from supcon.evaluation.index import IndexParams, build_index
+    from supcon.reporting import format_table
+
+    device = resolve_device(args.device)
+    started = time.perf_counter()
+    data, description = _gallery(args, device)
+    rows = np.arange(len(data.ids)) if data.is_gallery is None else np.flatnonzero(data.is_gallery)
+    params = IndexParams(
+        args.type,
+        nlist=args.nlist,
+        nprobe=args.nprobe,
+        m=args.m,
+        ef_search=args.ef_search,
+        pq_m=args.pq_m,
+    )
+    built = time.perf_counter()
+    index = build_index(
+        data.embeddings[rows],
+        ids=data.ids[rows],
+        labels=data.labels[rows],
+        paths=None if data.paths is None else tuple(data.paths[i] for i in rows),
+        class_names=data.class_names,
+        model=data.model,
+        params=params,
+        device=device,
+    )
+    build_s = time.perf_counter() - built
+    path = index.save(args.out)
+    settings = ", ".join(f"{k}={v}" for k, v in index.params.as_dict().items() if k != "kind")
+    table = [
+        ("type", index.params.kind + (f" ({settings})" if settings else "")),
+        ("items", len(index)),
+        ("dimension", index.dim),
+        ("gallery", description),
+        ("model", data.model.get("checkpoint", "unknown (pass --run to supcon search)")),
+        ("build time", f"{build_s:.2f} s"),
+        ("written", f"{path} (+ {path.name}.json)"),
+    ]
+    print(format_table(table, ["", "value"]))
+    print(f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``index`` to the CLI."""
+    parser = subparsers.add_parser(
+        "index",
+        help="build and save a FAISS index",
+        description="Build a cosine FAISS index over gallery embeddings (an embeddings file "
+        "from supcon embed, or a run whose data is embedded now; only is_gallery rows when "
+        "flagged) and save it with a .json recording the model, ids, labels and paths.",
+    )
+    parser.add_argument(
+        "source", metavar="EMBEDDINGS_OR_RUN", help="NAME.npy / NAME.safetensors, or a run"
+    )
+    parser.add_argument("--out", required=True, metavar="INDEX", help="index file to write")
+    parser.add_argument(
+        "--type",
+        choices=("flat", "ivf", "hnsw", "ivfpq"),
+        default="flat",
+        help="flat: exact (default); ivf / hnsw / ivfpq: approximate, for large galleries",
+    )
+    parser.add_argument("--nlist", type=int, help="ivf/ivfpq cells (default ≈ 4·√N)")
+    parser.add_argument("--nprobe", type=int, help="ivf/ivfpq cells searched (default 16)")
+    parser.add_argument("--m", type=int, default=32, help="hnsw links per node (default 32)")
+    parser.add_argument("--ef-search", type=int, default=64, help="hnsw search beam (default 64)")
+    parser.add_argument("--pq-m", type=int, help="ivfpq bytes per vector (default D/4)")
+    add_data_arguments(parser, default_split="all")
+    parser.set_defaults(func=run)
