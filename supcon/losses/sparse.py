@@ -3,7 +3,7 @@
 A miner such as :class:`supcon.miners.TopKNegativeMiner` keeps every positive and ``k``
 negatives per anchor, so an anchor's denominator holds ``O(k)`` candidates out of ``M``. Forming
 full ``(block, M)`` tiles would then spend almost all of its work on entries that are masked
-away. :class:`SparseSupConSum` instead evaluates only the mined (anchor, candidate) pairs:
+away. This path instead evaluates only the mined (anchor, candidate) pairs:
 
 * the pairs are de-duplicated (as PML's masks do) and sorted by anchor once;
 * each pair's logit ``z_a · z_c / τ`` is a row-wise dot product, computed in chunks;
@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from supcon.losses.structure import AnchorCounts, PairStructure, counted_anchors
+from supcon.losses.swept import swept_sum
 
 _CHUNK_PAIRS = 1 << 16
 
@@ -86,31 +87,8 @@ class SparsePlan:
     counts: AnchorCounts | None = field(default=None)
 
 
-class SparseSupConSum(torch.autograd.Function):
-    """``Σ_a ℓ_a`` over counted anchors, evaluated on the mined pairs only."""
-
-    @staticmethod
-    def forward(ctx, z: Tensor, plan: SparsePlan, want_grad: bool) -> Tensor:  # type: ignore[override]
-        total, grad, plan.counts = _sparse_sweep(z, plan, want_grad)
-        ctx.save_for_backward(grad if grad is not None else z.new_zeros(()))
-        ctx.has_grad = grad is not None
-        return total
-
-    @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
-        if torch.is_grad_enabled():
-            raise RuntimeError(
-                "supcon: the sparse (mined-pairs) loss is differentiable once; for higher-order "
-                "gradients (create_graph=True) call the loss with tiled=False."
-            )
-        if not ctx.has_grad:
-            raise RuntimeError("supcon: the sparse loss was computed without gradient tracking.")
-        (grad,) = ctx.saved_tensors
-        return grad * grad_output.to(grad.dtype), None, None
-
-
 def sparse_loss_sum(z: Tensor, plan: SparsePlan) -> tuple[Tensor, AnchorCounts]:
-    """Sum of the counted anchors' losses over mined pairs, via :class:`SparseSupConSum`.
+    """Sum of the counted anchors' losses over mined pairs, via :func:`swept_sum`.
 
     Args:
         z: ``(M, D)`` L2-normalised candidates.
@@ -119,10 +97,7 @@ def sparse_loss_sum(z: Tensor, plan: SparsePlan) -> tuple[Tensor, AnchorCounts]:
     Returns:
         ``(total, counts)``.
     """
-    want_grad = torch.is_grad_enabled() and z.requires_grad
-    total = SparseSupConSum.apply(z, plan, want_grad)
-    assert plan.counts is not None
-    return total, plan.counts
+    return swept_sum(z, _sparse_sweep, plan, "sparse")
 
 
 def _chunks(n: int) -> list[tuple[int, int]]:

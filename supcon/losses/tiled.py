@@ -1,18 +1,18 @@
 """Tiled SupCon: loss and gradient in row blocks, never holding the ``(N, M)`` similarities.
 
-:class:`TiledSupConSum` is a custom autograd function over the L2-normalised candidates
-``z`` (``(M, D)``). It sweeps the anchors in blocks of ``b`` rows; for each block it forms the
-``(b, M)`` logits ``z_block z^T / τ`` with one matrix product, masks the self-similarity (and,
-for mined pairs, everything outside the anchor's pairs) with ``-inf``, and reduces them to the
-block's log-denominators. The gradient needs exactly the same ``(b, M)`` tile: with
-``G_ij = ∂ℓ_i/∂l_ij`` (softmax of the row minus ``1/|P(i)|`` on positives),
-``∂/∂z = (G z + G^T z_block) / τ``. So the gradient is accumulated into an ``(M, D)`` buffer in
-the *same* sweep, while the tile is still in cache, and backward only scales it by the incoming
-gradient. Peak memory is ``O(M·D + b·M)``; time is three ``b×M×D`` products per block (the
-``6·N·M·D`` FLOP floor of forward + backward). Recomputing the tile in backward instead would
-cost a fourth product and a second ``exp`` sweep for the same memory bound, so it is not done.
-The gradient is only formed when autograd needs it (``torch.is_grad_enabled()`` and ``z``
-requires grad); an evaluation call is a single product per block.
+An autograd function (:class:`supcon.losses.swept.SweptSum`) over the L2-normalised candidates ``z``
+(``(M, D)``). It sweeps the anchors in blocks of ``b`` rows; for each block it forms the ``(b, M)``
+logits ``z_block z^T / τ`` with one matrix product, masks the self-similarity (and, for mined pairs,
+everything outside the anchor's pairs) with ``-inf``, and reduces them to the block's
+log-denominators. The gradient needs exactly the same ``(b, M)`` tile: with ``G_ij = ∂ℓ_i/∂l_ij``
+(softmax of the row minus ``1/|P(i)|`` on positives), ``∂/∂z = (G z + G^T z_block) / τ``. So the
+gradient is accumulated into an ``(M, D)`` buffer in the *same* sweep, while the tile is still in
+cache, and backward only scales it by the incoming gradient. Peak memory is ``O(M·D + b·M)``; time
+is three ``b×M×D`` products per block (the ``6·N·M·D`` FLOP floor of forward + backward).
+Recomputing the tile in backward instead would cost a fourth product and a second ``exp`` sweep for
+the same memory bound, so it is not done. The gradient is only formed when autograd needs it
+(``torch.is_grad_enabled()`` and ``z`` requires grad); an evaluation call is a single product per
+block.
 
 Two block kernels:
 
@@ -38,6 +38,7 @@ from torch import Tensor
 
 from supcon.losses.hcl import hcl_block_gradient
 from supcon.losses.structure import AnchorCounts, PairStructure, counted_anchors
+from supcon.losses.swept import swept_sum
 
 #: Elements per ``(b, M)`` tile when ``block_size`` is not given: 16 MiB of float32 on CPU
 #: (within the last-level cache; measured as fast as smaller tiles on an idle 2-core machine
@@ -82,34 +83,8 @@ class TilePlan:
     counts: AnchorCounts | None = field(default=None)
 
 
-class TiledSupConSum(torch.autograd.Function):
-    """``Σ_i ℓ_i`` over counted anchors, computed tile by tile (see the module docstring)."""
-
-    @staticmethod
-    def forward(ctx, z: Tensor, plan: TilePlan, want_grad: bool) -> Tensor:  # type: ignore[override]
-        total, grad, plan.counts = _sweep(z, plan, want_grad)
-        ctx.save_for_backward(grad if grad is not None else z.new_zeros(()))
-        ctx.has_grad = grad is not None
-        return total
-
-    @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, None, None]:  # type: ignore[override]
-        if torch.is_grad_enabled():
-            raise RuntimeError(
-                "supcon: the tiled loss is differentiable once; for higher-order gradients "
-                "(create_graph=True) call the loss with tiled=False."
-            )
-        (grad,) = ctx.saved_tensors
-        if not ctx.has_grad:
-            raise RuntimeError(
-                "supcon: the tiled loss was computed without gradient tracking; call it with "
-                "torch.enable_grad() and embeddings that require grad."
-            )
-        return grad * grad_output.to(grad.dtype), None, None
-
-
 def tiled_loss_sum(z: Tensor, plan: TilePlan) -> tuple[Tensor, AnchorCounts]:
-    """Sum of the counted anchors' losses, via :class:`TiledSupConSum`.
+    """Sum of the counted anchors' losses, via :class:`supcon.losses.swept.SweptSum`.
 
     Args:
         z: ``(M, D)`` L2-normalised candidates (anchors at ``plan.structure.anchor_offset``).
@@ -119,10 +94,7 @@ def tiled_loss_sum(z: Tensor, plan: TilePlan) -> tuple[Tensor, AnchorCounts]:
         ``(total, counts)``: a 0-dim tensor in ``z.dtype`` tied to ``z``'s graph, and the
         anchor counts.
     """
-    want_grad = torch.is_grad_enabled() and z.requires_grad
-    total = TiledSupConSum.apply(z, plan, want_grad)
-    assert plan.counts is not None
-    return total, plan.counts
+    return swept_sum(z, _sweep, plan, "tiled")
 
 
 @torch.no_grad()
