@@ -9,6 +9,7 @@ from supcon.losses import (
     LossStats,
     SupConLoss,
     batch_diagnostics,
+    loss_bounds,
     supcon_loss,
 )
 
@@ -19,6 +20,7 @@ __all__ = [
     "SupConLoss",
     "__version__",
     "batch_diagnostics",
+    "loss_bounds",
     "retrieval_metrics",
     "supcon_loss",
 ]

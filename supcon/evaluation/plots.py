@@ -1,8 +1,9 @@
 """Evaluation figures (matplotlib, Agg canvas): recall@k curves and retrieval grids.
 
 Figures are built with the object-oriented API (no ``pyplot`` state, no global backend
-change), so they render in notebooks as returned ``Figure`` objects and save as PNG files
-from scripts and servers without a display.
+change). In a notebook a returned ``Figure`` displays once the inline backend is active
+(``%matplotlib inline``, or any ``pyplot`` import); scripts and servers without a display
+save PNG files.
 """
 
 from __future__ import annotations
