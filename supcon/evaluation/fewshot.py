@@ -44,6 +44,8 @@ from supcon.samplers._common import as_label_array
 
 #: A batch of episodes holds at most this many gathered embedding values (≈ 64 MB in float32).
 BATCH_ELEMENTS = 1 << 24
+#: ... and at most this many episodes (so a progress bar moves during slow classifiers).
+MAX_BATCH_EPISODES = 100
 
 #: ``classify(support, query) -> predicted class position``, where ``support`` is
 #: ``(E, n_way, k_shot, D)`` and ``query`` ``(E, Q, D)``, both L2-normalised, and the result is
@@ -222,11 +224,11 @@ def _episode_accuracies(
     episodes = len(indices)
     shots = n_way * k_shot
     dim = emb.shape[1]
-    batch = max(1, BATCH_ELEMENTS // (indices.shape[1] * dim))
+    batch = max(1, min(MAX_BATCH_EPISODES, BATCH_ELEMENTS // (indices.shape[1] * dim)))
     truth = torch.arange(n_way, device=emb.device).repeat_interleave(n_query)  # (n_way*n_query,)
     correct = {name: np.empty(episodes, dtype=np.float64) for name in classifiers}
-    starts = range(0, episodes, batch)
-    for start in tqdm(starts, desc="episodes", disable=not progress, leave=False):
+    bar = tqdm(total=episodes, desc=f"{k_shot}-shot episodes", disable=not progress, leave=False)
+    for start in range(0, episodes, batch):
         idx = torch.from_numpy(indices[start : start + batch]).to(emb.device)
         support = emb[idx[:, :shots]].reshape(len(idx), n_way, k_shot, dim)
         query = emb[idx[:, shots:]]
@@ -234,6 +236,8 @@ def _episode_accuracies(
             predicted = CLASSIFIERS[name](support, query)
             hits = (predicted == truth).double().mean(dim=1)
             correct[name][start : start + len(idx)] = hits.cpu().numpy()
+        bar.update(len(idx))
+    bar.close()
     return correct
 
 
