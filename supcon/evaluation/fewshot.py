@@ -177,15 +177,15 @@ def _check_episode_fits(labels: np.ndarray, n_way: int, k_shot: int, n_query: in
     if qualify >= 2:
         fixes.append(f"n_way <= {qualify}")
     if len(sizes) >= n_way:
-        room = int(sizes[n_way - 1])  # the n_way-th largest class
-        if room >= 2:
-            fixes.append(f"k_shot + n_query <= {room} (e.g. n_query={max(room - k_shot, 1)})")
-    else:
-        fixes.append(f"n_way <= {len(sizes)} (the number of classes)")
+        room = int(sizes[n_way - 1])  # the n_way-th largest class fits k_shot + n_query <= room
+        if room > k_shot:
+            fixes.append(f"n_query <= {room - k_shot}")
+        elif room >= 2:
+            fixes.append(f"k_shot + n_query <= {room}")
     raise ValueError(
         f"n_way={n_way} needs {n_way} classes with at least k_shot + n_query = {k_shot} + "
         f"{n_query} = {need} items each, but only {qualify} of {len(sizes)} classes have that "
-        f"many; use {' or '.join(fixes) or 'more items per class'}."
+        f"many; use {' or '.join(fixes) or 'more items per class or more classes'}."
     )
 
 

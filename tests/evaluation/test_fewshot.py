@@ -164,7 +164,7 @@ LABELS = np.repeat(np.arange(4), 10)
         ({"n_way": 5}, r"n_way=5 needs 5 classes .* 1 \+ 5 = 6 items .* only 4 of 4 classes"),
         (
             {"n_way": 4, "k_shots": 5, "n_query": 6},
-            r"only 0 of 4 classes .* k_shot \+ n_query <= 10",
+            r"only 0 of 4 classes .*; use n_query <= 5\.",
         ),
         ({"k_shots": 0}, "k_shot must be an int >= 1, got 0"),
         ({"k_shots": ()}, "k_shots is empty"),
