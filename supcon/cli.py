@@ -12,18 +12,18 @@ import os
 import sys
 from collections.abc import Sequence
 
-from supcon.commands import embed, evaluate, index, search, train
+from supcon.commands import embed, evaluate, fewshot, index, search, train
 from supcon.errors import UserError
 
 EXIT_USAGE = 2
-COMMANDS = (train, evaluate, embed, index, search)
+COMMANDS = (train, evaluate, embed, index, search, fewshot)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="supcon",
-        description="Supervised contrastive metric learning: train, evaluate, search.",
+        description="Supervised contrastive metric learning: train, evaluate, search, few-shot.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:

@@ -1,4 +1,5 @@
-"""What ``eval``, ``embed`` and ``index`` read: a run's own data or the images of ``--data``."""
+"""What ``eval``, ``embed``, ``index`` and ``fewshot`` read: a run's own data or the images of
+``--data`` (``index`` and ``fewshot`` also take an embeddings file)."""
 
 from __future__ import annotations
 
@@ -139,3 +140,32 @@ def embed_items(
         is_gallery=items.is_gallery,
         model=model_info(run),
     )
+
+
+def load_or_embed(
+    source: str, args: argparse.Namespace, device: torch.device
+) -> tuple[EmbeddingSet, str]:
+    """Embeddings from a file written by ``supcon embed``, or embedded now from a run.
+
+    Args:
+        source: ``NAME.npy`` / ``NAME.safetensors``, or a run directory or checkpoint.
+        args: The parsed ``--data``, ``--split``, ``--batch-size`` and ``--no-progress``.
+        device: Where the model runs.
+
+    Returns:
+        ``(embeddings, description of their source)``.
+
+    Raises:
+        ValueError: for ``--data`` with an embeddings file (it applies to runs only).
+    """
+    from supcon.evaluation.embed import EXTENSIONS, load_embeddings
+    from supcon.runs import load_run
+
+    path = Path(source)
+    if path.suffix in EXTENSIONS:
+        if args.data is not None:
+            raise ValueError("--data applies to a run; embeddings files are used as they are")
+        return load_embeddings(path), str(path)
+    loaded = load_run(path, device=device)
+    items, description = load_items(loaded, args.data, args.split)
+    return embed_items(loaded, items, args, device), description

@@ -4,31 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from supcon.commands._evaldata import add_data_arguments, embed_items, load_items, resolve_device
-
-if TYPE_CHECKING:
-    from supcon.evaluation.embed import EmbeddingSet
-
-
-def _gallery(args: argparse.Namespace, device: torch.device) -> tuple[EmbeddingSet, str]:
-    """The embeddings to index (from a file, or embedded now from a run) and their source."""
-    from supcon.evaluation.embed import EXTENSIONS, load_embeddings
-    from supcon.runs import load_run
-
-    source = Path(args.source)
-    if source.suffix in EXTENSIONS:
-        if args.data is not None:
-            raise ValueError("--data applies to a run; embeddings files are indexed as they are")
-        return load_embeddings(source), str(source)
-    loaded = load_run(source, device=device)
-    items, description = load_items(loaded, args.data, args.split)
-    return embed_items(loaded, items, args, device), description
+from supcon.commands._evaldata import add_data_arguments, load_or_embed, resolve_device
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     started = time.perf_counter()
-    data, description = _gallery(args, device)
+    data, description = load_or_embed(args.source, args, device)
     rows = np.arange(len(data.ids)) if data.is_gallery is None else np.flatnonzero(data.is_gallery)
     params = IndexParams(
         args.type,

@@ -1,4 +1,4 @@
-"""Evaluation: embedding extraction, exact and FAISS search, retrieval metrics.
+"""Evaluation: embedding extraction, exact and FAISS search, retrieval and few-shot metrics.
 
 Plots live in :mod:`supcon.evaluation.plots` (imported on demand: it loads matplotlib).
 """
@@ -11,6 +11,7 @@ from supcon.evaluation.embed import (
     model_fingerprint,
     save_embeddings,
 )
+from supcon.evaluation.fewshot import episode_accuracies, fewshot_accuracy
 from supcon.evaluation.index import IndexParams, SearchIndex, build_index
 from supcon.evaluation.metrics import retrieval_metrics
 from supcon.evaluation.protocol import evaluate_split
@@ -21,8 +22,10 @@ __all__ = [
     "SearchIndex",
     "build_index",
     "clustering_scores",
+    "episode_accuracies",
     "evaluate_split",
     "extract_embeddings",
+    "fewshot_accuracy",
     "kmeans_assign",
     "load_embeddings",
     "model_fingerprint",

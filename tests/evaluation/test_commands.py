@@ -10,66 +10,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from supcon.cli import main
-from supcon.config import config_from_dict
-from supcon.training import train
-from tests.images import make_csv_manifest, make_image_folder
+from tests.evaluation.helpers import Result, ok, one_line_error
+from tests.images import make_csv_manifest
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
-    def call(*args: str, cwd: Path) -> Result:
-        monkeypatch.chdir(cwd)
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return call
-
-
-def ok(result: Result) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def one_line_error(result: Result, message: str) -> None:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with 4 classes × 12 images and a 1-epoch run trained on them."""
-    root = tmp_path_factory.mktemp("search")
-    make_image_folder(root / "images", classes=4, per_class=12)
-    config = config_from_dict(
-        {
-            "model": {"backbone": "test_resnet", "embedding_dim": 16},
-            "train": {"epochs": 1, "batch_size": 16, "threads": 1},
-            "optim": {"warmup_epochs": 0},
-            "data": {"dataset": "folder", "root": str(root / "images"), "image_size": 32},
-        }
-    )
-    train(config, root / "run", progress=False)
-    return root
 
 
 def test_eval_prints_and_writes_the_run_metrics_with_plots(work: Path) -> None:
