@@ -5,19 +5,23 @@ negatives per anchor, so an anchor's denominator holds ``O(k)`` candidates out o
 full ``(block, M)`` tiles would then spend almost all of its work on entries that are masked
 away. This path instead evaluates only the mined (anchor, candidate) pairs:
 
-* the pairs are de-duplicated (as PML's masks do) and sorted by anchor once;
-* each pair's logit ``z_a · z_c / τ`` is a row-wise dot product, computed in chunks;
+* the pairs are de-duplicated (as PML's masks do) and sorted by anchor then candidate once,
+  which is the layout of a CSR matrix over ``(N_a, M)``;
+* the pairs' logits ``z_a · z_c / τ`` are one sampled dense product on that pattern
+  (``torch.sparse.sampled_addmm``), without ``(pairs, D)`` gathers;
 * per-anchor log-sum-exps and positive means are segment reductions (``scatter_reduce`` /
   ``index_add``);
-* as in the tiled path, the gradient ``∂ℓ_a/∂l_ac = softmax − [c ∈ P(a)]/|P(a)|`` is scattered
-  back onto the rows in the same pass, so backward only scales it.
+* as in the tiled path, the gradient ``∂ℓ_a/∂l_ac = softmax − [c ∈ P(a)]/|P(a)|`` is formed in
+  the same pass, as two sparse-dense products with that coefficient matrix, so backward only
+  scales it.
 
-Time and memory are ``O(pairs · D)`` (chunked) plus ``O(M · D)`` for the gradient buffer.
+Time is ``O(pairs · D)``; memory ``O(pairs + M · D)`` (the gradient buffer).
 HCL reweighting is not implemented here (the tiled path handles it).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -25,8 +29,6 @@ from torch import Tensor
 
 from supcon.losses.structure import AnchorCounts, PairStructure, counted_anchors
 from supcon.losses.swept import swept_sum
-
-_CHUNK_PAIRS = 1 << 16
 
 
 @dataclass
@@ -57,12 +59,19 @@ class SparsePairs:
             keep = (rows >= 0) & (rows < num_anchors) & (cols != rows + offset)
             return torch.unique(rows[keep] * num_cols + cols[keep])
 
-        pos_keys = keys(structure.pos_pairs)
+        pos_keys = keys(structure.pos_pairs)  # sorted
         all_keys = torch.unique(torch.cat([pos_keys, keys(structure.neg_pairs)]))
+        # Membership by binary search in the sorted positives (much faster than torch.isin).
+        at = torch.searchsorted(pos_keys, all_keys).clamp_(max=max(len(pos_keys) - 1, 0))
+        positive = (
+            pos_keys[at] == all_keys
+            if len(pos_keys)
+            else torch.zeros_like(all_keys, dtype=torch.bool)
+        )
         return SparsePairs(
             rows=all_keys // num_cols,
             cols=all_keys % num_cols,
-            positive=torch.isin(all_keys, pos_keys),
+            positive=positive,
             num_anchors=num_anchors,
         )
 
@@ -100,10 +109,6 @@ def sparse_loss_sum(z: Tensor, plan: SparsePlan) -> tuple[Tensor, AnchorCounts]:
     return swept_sum(z, _sparse_sweep, plan, "sparse")
 
 
-def _chunks(n: int) -> list[tuple[int, int]]:
-    return [(lo, min(lo + _CHUNK_PAIRS, n)) for lo in range(0, n, _CHUNK_PAIRS)]
-
-
 @torch.no_grad()
 def _sparse_sweep(
     z: Tensor, plan: SparsePlan, want_grad: bool
@@ -111,15 +116,24 @@ def _sparse_sweep(
     pairs, offset, inv_tau = plan.pairs, plan.anchor_offset, plan.inv_tau
     num_anchors, device = pairs.num_anchors, z.device
     rows, cols, positive = pairs.rows, pairs.cols, pairs.positive
-    anchor_cols = rows + offset
 
-    logits = torch.empty(len(pairs), dtype=z.dtype, device=device)
-    for lo, hi in _chunks(len(pairs)):
-        logits[lo:hi] = (z[anchor_cols[lo:hi]] * z[cols[lo:hi]]).sum(dim=1) * inv_tau
+    # The pairs are unique and sorted by (anchor, column): the (N_a, M) pattern in CSR order.
+    # Logits are a sampled dense product on that pattern (no (P, D) gathers), and the gradient
+    # two sparse-dense products with the coefficient matrix.
+    den_size = torch.bincount(rows, minlength=num_anchors)
+    crow = torch.zeros(num_anchors + 1, dtype=torch.long, device=device)
+    torch.cumsum(den_size, 0, out=crow[1:])
+    z_anchor = z[offset : offset + num_anchors]
+    shape = (num_anchors, z.shape[0])
+    logits = torch.sparse.sampled_addmm(
+        _csr(crow, cols, torch.zeros(len(pairs), dtype=z.dtype, device=device), shape),
+        z_anchor * inv_tau,
+        z.T,
+        beta=0.0,
+    ).values()
 
     num_pos = torch.zeros(num_anchors, dtype=torch.long, device=device)
     num_pos.index_add_(0, rows, positive.long())
-    den_size = torch.bincount(rows, minlength=num_anchors)
     counted = counted_anchors(num_pos, den_size)
     counts = AnchorCounts.from_sizes(num_pos, den_size)
 
@@ -142,10 +156,17 @@ def _sparse_sweep(
     row_scale = torch.where(counted, 1.0 / den.clamp(min=tiny), torch.zeros_like(den))
     coef = expo.mul_(row_scale[rows])
     coef -= torch.where(positive, inv_pos.to(z.dtype)[rows], 0.0)
+    coef_matrix = _csr(crow, cols, coef, shape)
     grad = torch.zeros_like(z)
-    for lo, hi in _chunks(len(pairs)):
-        c = coef[lo:hi, None]
-        grad.index_add_(0, anchor_cols[lo:hi], c * z[cols[lo:hi]])
-        grad.index_add_(0, cols[lo:hi], c * z[anchor_cols[lo:hi]])
+    grad[offset : offset + num_anchors] = coef_matrix @ z
+    grad += coef_matrix.t() @ z_anchor
     grad.mul_(inv_tau)
     return total, grad, counts
+
+
+def _csr(crow: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    """A CSR matrix, without PyTorch's one-time "sparse CSR support is in beta" warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        # Sorted, unique pairs satisfy CSR's invariants by construction: skip the check.
+        return torch.sparse_csr_tensor(crow, cols, values, shape, check_invariants=False)
