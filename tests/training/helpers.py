@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 
 from supcon.config import Config, config_from_dict
@@ -25,3 +26,8 @@ def rows(path: Path) -> list[dict[str, str]]:
     """The rows of a CSV log."""
     with path.open() as handle:
         return list(csv.DictReader(handle))
+
+
+# TensorBoard is optional (the `tensorboard` extra): tests check whichever branch applies.
+HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
+TENSORBOARD_MISSING = "tensorboard is not installed"

@@ -19,7 +19,7 @@ from supcon.training import TrainingError, train
 from supcon.training.checkpoint import load_checkpoint
 from supcon.training.monitor import warn_if_collapsed
 from tests.images import make_csv_manifest
-from tests.training.helpers import rows, tiny
+from tests.training.helpers import HAS_TENSORBOARD, TENSORBOARD_MISSING, rows, tiny
 
 
 def test_bf16_channels_last_and_clipping_train_with_finite_losses(
@@ -65,7 +65,9 @@ def test_frozen_backbone_epochs_then_training(images: Path, tmp_path: Path) -> N
     assert {r["backbone_lr"] for r in log[:3]} == {"0"} and float(log[-1]["backbone_lr"]) > 0
 
 
-def test_best_checkpoint_eval_log_and_tensorboard(images: Path, tmp_path: Path) -> None:
+def test_best_checkpoint_eval_log_and_tensorboard(
+    images: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     config = tiny(images, train={"epochs": 3, "eval_every": 1, "tensorboard": True})
     metrics = train(config, tmp_path, progress=False)
     evals = rows(tmp_path / "eval.csv")
@@ -75,7 +77,11 @@ def test_best_checkpoint_eval_log_and_tensorboard(images: Path, tmp_path: Path) 
     best_value = max(float(r["recall@1"]) for r in evals)
     assert best["metrics"]["recall@1"] == pytest.approx(best_value)
     assert best["progress"]["best_value"] == pytest.approx(best_value)
-    assert any((tmp_path / "tensorboard").iterdir())
+    if HAS_TENSORBOARD:
+        assert any((tmp_path / "tensorboard").iterdir())
+    else:  # said, not silently skipped
+        assert not (tmp_path / "tensorboard").exists()
+        assert capsys.readouterr().err.count(TENSORBOARD_MISSING) == 1
 
 
 def test_string_labels_are_mapped_and_saved(tmp_path: Path) -> None:
