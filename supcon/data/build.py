@@ -193,3 +193,23 @@ def build_transforms(
         size, resize=resize, crop_pct=image_config.get("crop_pct", 1.0), **common
     )
     return train, evaluation
+
+
+def describe_transforms(
+    augment: AugmentConfig, resize: str, train: Transform, evaluation: Transform
+) -> str:
+    """The text of a run's ``augment.txt``: the resolved settings and both pipelines' reprs."""
+    from supcon.augment_spec import preset_knobs
+
+    if augment.transforms:
+        settings = f"augment.transforms: {list(augment.transforms)}"
+    else:
+        knobs = preset_knobs(augment.preset or "retrieval", augment.knobs())
+        values = ", ".join(
+            f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in knobs.items()
+        )
+        settings = f"augment.preset={augment.preset} ({values or 'no knobs'})"
+    return (
+        f"# training views: {settings}\n{train!r}\n\n"
+        f"# evaluation: eval.resize={resize}\n{evaluation!r}\n"
+    )

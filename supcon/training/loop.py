@@ -31,6 +31,7 @@ from supcon.builders import (
 )
 from supcon.config import Config, config_to_dict, config_to_yaml, resolve_defaults
 from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
+from supcon.data.build import describe_transforms
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import load_checkpoint, save_checkpoint
@@ -234,8 +235,9 @@ def train(
         atomic_write_json(run_dir / "classes.json", {"classes": list(train_split.class_names)})
         atomic_write_text(
             run_dir / "augment.txt",
-            f"# training views (augment: in config.yaml)\n{train_transform!r}\n\n"
-            f"# evaluation (eval.resize={config.eval.resize})\n{eval_transform!r}\n",
+            describe_transforms(
+                config.augment, config.eval.resize, train_transform, eval_transform
+            ),
         )
     logs = RunLog(run_dir, enabled=is_main, tensorboard=tc.tensorboard, resume_step=state.step)
 
