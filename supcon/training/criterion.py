@@ -21,32 +21,10 @@ from supcon.distributed import (
     gather_sizes,
     get_world_size,
     is_distributed,
+    view_major_order,
 )
 from supcon.losses import CrossBatchMemory, SupConLoss
 from supcon.training.contrast import batch_loss
-
-
-def global_row_order(sizes: list[int], views: int) -> Tensor:
-    """Where each row of the single-process batch sits in the rank-major gathered rows.
-
-    Rank ``r`` holds ``sizes[r]`` samples and sends its rows view-major (row ``v·b_r + i``).
-    One process holding all ``B = Σ b_r`` samples (rank 0's first) has row ``v·B + s_r + i``.
-
-    Args:
-        sizes: Samples per rank.
-        views: Views per sample.
-
-    Returns:
-        ``(views·B,)`` indices ``order`` with ``single_process_rows = gathered[order]``.
-    """
-    order = []
-    for view in range(views):
-        offset = 0
-        for size in sizes:
-            start = offset * views + view * size
-            order.append(torch.arange(start, start + size))
-            offset += size
-    return torch.cat(order)
 
 
 def pml_batch_loss(
@@ -80,7 +58,7 @@ def pml_batch_loss(
     if is_distributed():
         sizes = gather_sizes(grouped.shape[0], embeddings.device)
         gathered = all_gather_variable_with_grad(rows, [s * views for s in sizes])
-        rows = gathered[global_row_order(sizes, views).to(rows.device)]
+        rows = gathered[view_major_order(sizes, views).to(rows.device)]
         if labels is not None:
             labels = all_gather_variable_no_grad(labels, sizes)
     if labels is None:

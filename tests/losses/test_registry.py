@@ -126,3 +126,19 @@ def test_miner_pairs_feed_a_pml_loss_and_views_without_labels() -> None:
     ntxent = build_loss(LossConfig(name="ntxent", args={"temperature": 0.2}))
     expected = pml_losses.NTXentLoss(0.2)(rows, torch.arange(12).repeat(2))
     torch.testing.assert_close(pml_batch_loss(ntxent, embeddings, None, 2), expected)
+
+
+def test_path_forces_one_implementation_with_the_same_value() -> None:
+    embeddings, labels = _batch(views=1, samples=40)
+    pairs = pml_miners.BatchHardMiner()(embeddings, labels)
+    values = {}
+    for path in ("dense", "tiled", "sparse", "auto"):
+        loss_fn = SupConLoss(0.1, path=path)
+        values[path] = loss_fn(embeddings, labels, indices_tuple=pairs)
+        assert loss_fn.last_stats.path == ("sparse" if path == "auto" else path)
+    for value in values.values():
+        torch.testing.assert_close(value, values["dense"], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="path='sparse' needs mined pairs"):
+        SupConLoss(0.1, path="sparse")(embeddings, labels)
+    with pytest.raises(ValueError, match="either path='dense' or tiled=True"):
+        SupConLoss(0.1, path="dense", tiled=True)

@@ -147,3 +147,30 @@ def test_resume_restores_proxies_and_memory_exactly(
         rows(tmp_path / "resumed" / "log.csv"),
     )
     assert [r["loss"] for r in resumed] == [r["loss"] for r in straight]
+
+
+def test_gradcache_gives_proxies_the_whole_batch_gradient() -> None:
+    """Micro-batches of 2 samples: model and proxy gradients equal one pass on the batch."""
+    from supcon.training.criterion import step_loss
+    from supcon.training.gradcache import cached_backward
+
+    def setup() -> tuple[torch.nn.Module, torch.nn.Module]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 4))
+        loss_fn = build_loss(LossConfig(name="proxy_anchor"), num_classes=3, embedding_size=4)
+        return model.double(), loss_fn.double()
+
+    images = torch.randn(16, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    labels = torch.arange(8) % 3
+
+    def gradients(model: torch.nn.Module, loss_fn: torch.nn.Module) -> list[torch.Tensor]:
+        return [p.grad for p in (*model.parameters(), *loss_fn.parameters())]
+
+    model, loss_fn = setup()
+    step_loss(loss_fn, model(images), labels, views=2).backward()
+    expected = gradients(model, loss_fn)
+    model, loss_fn = setup()
+    cached_backward(model, images.split(4), lambda e: step_loss(loss_fn, e, labels, views=2))
+    for got, want in zip(gradients(model, loss_fn), expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-10)
+    assert expected[-1].abs().sum() > 0  # the proxies do get a gradient
