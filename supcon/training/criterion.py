@@ -33,6 +33,7 @@ def pml_batch_loss(
     labels: Tensor | None,
     views: int,
     miner: nn.Module | None = None,
+    use_memory: bool = True,
 ) -> Tensor:
     """A PML loss of a step's embeddings; under DDP, of the whole gathered batch.
 
@@ -45,6 +46,8 @@ def pml_batch_loss(
         views: ``V``.
         miner: Optional miner, run on the detached rows with repeated labels; its pairs feed
             the loss as ``indices_tuple``.
+        use_memory: With ``False``, a loss wrapped in PML's cross-batch memory is called
+            without it (nothing is enqueued): before ``loss.memory_start_epoch``.
 
     Returns:
         The scalar loss (the same value on every rank).
@@ -65,6 +68,11 @@ def pml_batch_loss(
         labels = torch.arange(sum(sizes), device=rows.device)
     row_labels = labels.repeat(views)
     pairs = miner(rows.detach(), row_labels) if miner is not None else None
+    if not use_memory:
+        from pytorch_metric_learning.losses import CrossBatchMemory as PMLCrossBatchMemory
+
+        if isinstance(loss_fn, PMLCrossBatchMemory):
+            loss_fn = loss_fn.loss
     return loss_fn(rows, row_labels, indices_tuple=pairs)
 
 
@@ -75,6 +83,7 @@ def step_loss(
     views: int,
     miner: nn.Module | None = None,
     memory: CrossBatchMemory | None = None,
+    use_memory: bool = True,
 ) -> Tensor:
     """The loss of one step for ``supcon`` or a PML loss.
 
@@ -84,17 +93,20 @@ def step_loss(
         labels: ``(b,)`` class ids or ``None``.
         views: ``V``.
         miner: Optional miner (see :func:`batch_loss`).
-        memory: Optional cross-batch memory whose rows join the candidates (``supcon``).
+        memory: Optional cross-batch memory whose rows join the candidates (``supcon``; a
+            PML loss carries PML's memory wrapper itself).
+        use_memory: Whether the memory (either kind) takes part in this step.
 
     Returns:
         The scalar loss.
     """
     if isinstance(loss_fn, SupConLoss):
-        refs = memory.as_refs() if memory is not None and len(memory) else None
+        active = use_memory and memory is not None and len(memory) > 0
+        refs = memory.as_refs() if active else None
         return batch_loss(loss_fn, embeddings, labels, views, miner, refs=refs)
     if memory is not None:
         raise ValueError("a cross-batch memory works with loss.name=supcon only")
-    return pml_batch_loss(loss_fn, embeddings, labels, views, miner)
+    return pml_batch_loss(loss_fn, embeddings, labels, views, miner, use_memory)
 
 
 @torch.no_grad()

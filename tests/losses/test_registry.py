@@ -142,3 +142,26 @@ def test_path_forces_one_implementation_with_the_same_value() -> None:
         SupConLoss(0.1, path="sparse")(embeddings, labels)
     with pytest.raises(ValueError, match="either path='dense' or tiled=True"):
         SupConLoss(0.1, path="dense", tiled=True)
+
+
+def test_pml_memory_wrapper_equals_pml_cross_batch_memory() -> None:
+    """``loss.memory_size`` on a PML pair loss is PML's own XBM, step after step."""
+    config = LossConfig(name="contrastive", memory_size=64)
+    ours = build_loss(config, embedding_size=8).double()
+    theirs = pml_losses.CrossBatchMemory(pml_losses.ContrastiveLoss(), 8, memory_size=64).double()
+    for step in range(3):
+        embeddings, labels = _batch(samples=12 + step)
+        rows = embeddings.view(-1, 2, 8).transpose(0, 1).reshape(-1, 8)
+        value = pml_batch_loss(ours, embeddings, labels, views=2)
+        torch.testing.assert_close(value, theirs(rows, labels.repeat(2)), rtol=0, atol=0)
+    state = ours.state_dict()
+    assert state["_extra_state"] == {"queue_idx": (24 + 26 + 28) % 64, "has_been_filled": True}
+    restored = build_loss(config, embedding_size=8).double()
+    restored.load_state_dict(state)
+    assert restored.queue_idx == 14 and torch.equal(
+        restored.embedding_memory, ours.embedding_memory
+    )
+    # Before loss.memory_start_epoch the plain loss runs and nothing is enqueued.
+    before = pml_batch_loss(ours, embeddings, labels, views=2, use_memory=False)
+    torch.testing.assert_close(before, pml_losses.ContrastiveLoss()(rows, labels.repeat(2)))
+    assert ours.queue_idx == 14

@@ -34,7 +34,14 @@ from tests.training.helpers import rows, tiny
             {"loss": {"memory_size": 64}, "miner": {"name": "topk"}},
             "loss.memory_size needs miner.name=none",
         ),
-        ({"loss": {"name": "arcface", "memory_size": 64}}, "loss.memory_size applies to"),
+        (
+            {"loss": {"name": "arcface", "memory_size": 64}},
+            "loss.memory_size works with supcon and the PML losses angular, circle,",
+        ),
+        (
+            {"loss": {"name": "contrastive", "memory_size": 16}},
+            "loss.memory_size must be ≥ train.batch_size × data.views = 20 for a PML loss",
+        ),
         ({"loss": {"memory_start_epoch": 2}}, "loss.memory_start_epoch must be in [0, "),
         ({"optim": {"loss_lr": -1.0}}, "optim.loss_lr must be ≥ 0 or null"),
     ],
@@ -117,8 +124,9 @@ def _crash_after_saving_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None
     [
         {"name": "proxy_anchor", "args": {"margin": 0.1}},
         {"memory_size": 12, "memory_start_epoch": 1},
+        {"name": "contrastive", "memory_size": 50, "memory_start_epoch": 1},
     ],
-    ids=["proxies", "memory"],
+    ids=["proxies", "memory", "pml_memory"],
 )
 def test_resume_restores_proxies_and_memory_exactly(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loss: dict
@@ -138,10 +146,16 @@ def test_resume_restores_proxies_and_memory_exactly(
     part = "loss" if "name" in loss else "memory"
     assert expected.get(part)
     for key in ("model", part):
-        for name, tensor in expected[key].items():
-            assert torch.equal(final[key][name], tensor), (key, name)
+        for name, value in expected[key].items():
+            same = torch.equal if isinstance(value, torch.Tensor) else (lambda a, b: a == b)
+            assert same(final[key][name], value), (key, name)
     if part == "memory":
-        assert int(expected["memory"]["filled"]) == 12  # epoch 1 on: 3 steps × 10 rows
+        assert int(expected["memory"]["filled"]) == 12  # epoch 1 on: 3 steps × 20 rows
+    if "memory_size" in loss and part == "loss":  # PML memory: 20 rows per step from epoch 1
+        assert expected["loss"]["_extra_state"] == {
+            "queue_idx": 20 * 6 % 50,
+            "has_been_filled": True,
+        }
     straight, resumed = (
         rows(tmp_path / "straight" / "log.csv"),
         rows(tmp_path / "resumed" / "log.csv"),
