@@ -474,7 +474,7 @@ def _validate_loss(config: Config) -> list[str]:
             "loss.args is for PML losses; supcon is set with loss.temperature, "
             "loss.base_temperature, loss.hcl_beta, loss.path, loss.block_size"
         ]
-    problems = loss_problems(name, loss.args)
+    problems = loss_problems(name, loss.args) if name != DEFAULT_LOSS else []  # PML: lazy
     if problems:
         return problems
     checks = [
@@ -537,6 +537,11 @@ def _validate_loss(config: Config) -> list[str]:
                 (
                     config.miner.name == "none",
                     "loss.memory_size needs miner.name=none (mined pairs cannot reach the memory)",
+                ),
+                (
+                    loss.use_labels,
+                    f"loss.memory_size with loss.name={name} needs labels (loss.use_labels=true); "
+                    "without labels use loss.name=supcon, whose memory rows are negatives",
                 ),
             ]
         checks.append(

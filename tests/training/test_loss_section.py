@@ -42,6 +42,10 @@ from tests.training.helpers import rows, tiny
             {"loss": {"name": "contrastive", "memory_size": 16}},
             "loss.memory_size must be ≥ train.batch_size × data.views = 20 for a PML loss",
         ),
+        (
+            {"loss": {"name": "contrastive", "memory_size": 40, "use_labels": False}},
+            "loss.memory_size with loss.name=contrastive needs labels",
+        ),
         ({"loss": {"memory_start_epoch": 2}}, "loss.memory_start_epoch must be in [0, "),
         ({"optim": {"loss_lr": -1.0}}, "optim.loss_lr must be ≥ 0 or null"),
     ],
