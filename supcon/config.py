@@ -614,7 +614,7 @@ def _validate_loss(config: Config) -> list[str]:
             "loss.args is for PML losses; supcon is set with loss.temperature, "
             "loss.base_temperature, loss.hcl_beta, loss.path, loss.block_size"
         ]
-    problems = loss_problems(name, loss.args)
+    problems = loss_problems(name, loss.args) if name != DEFAULT_LOSS else []  # PML: lazy
     if problems:
         return problems
     checks = [
@@ -649,7 +649,6 @@ def _validate_loss(config: Config) -> list[str]:
             "hcl_beta": loss.hcl_beta != 0,
             "path": loss.path != "auto",
             "block_size": loss.block_size is not None,
-            "memory_size": loss.memory_size != 0,
         }
         for key, changed in only_supcon.items():
             checks.append(
@@ -659,6 +658,32 @@ def _validate_loss(config: Config) -> list[str]:
                     "in loss.args",
                 )
             )
+        if loss.memory_size:
+            from supcon.losses.pml_memory import memory_supported
+
+            rows = config.train.batch_size * config.data.views
+            supported = [n for n, s in losses().items() if memory_supported(s.cls.__name__)]
+            checks += [
+                (
+                    memory_supported(losses()[name].cls.__name__),
+                    f"loss.memory_size works with supcon and the PML losses "
+                    f"{', '.join(sorted(supported))}; not with {name}",
+                ),
+                (
+                    loss.memory_size >= rows,
+                    f"loss.memory_size must be ≥ train.batch_size × data.views = {rows} for "
+                    "a PML loss (PML's memory takes whole batches)",
+                ),
+                (
+                    config.miner.name == "none",
+                    "loss.memory_size needs miner.name=none (mined pairs cannot reach the memory)",
+                ),
+                (
+                    loss.use_labels,
+                    f"loss.memory_size with loss.name={name} needs labels (loss.use_labels=true); "
+                    "without labels use loss.name=supcon, whose memory rows are negatives",
+                ),
+            ]
         checks.append(
             (
                 loss.use_labels or not losses()[name].class_based,

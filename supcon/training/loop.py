@@ -241,8 +241,8 @@ def train(
 
     def contrastive_loss(embeddings: Tensor, labels: Tensor | None) -> Tensor:
         """:func:`step_loss`, refusing non-finite values (nothing is updated then)."""
-        refs = memory if memory is not None and state.epoch >= memory_start else None
-        loss = step_loss(loss_fn, embeddings, labels, views, miner, refs)
+        use_memory = state.epoch >= memory_start
+        loss = step_loss(loss_fn, embeddings, labels, views, miner, memory, use_memory)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"loss became {loss.item()} at step {state.step + 1}; lower optim.lr, set "
