@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from supcon.evaluation.backend import faiss_gpu_or_say, say, say_once
+from supcon.evaluation.unit import as_numpy, unit_rows
 from supcon.io import atomic_write_bytes, atomic_write_json
 
 FORMAT = "supcon-index/1"
@@ -36,15 +37,7 @@ INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq")
 
 
 def _unit_rows(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.ndim != 2 or len(arr) == 0:
-        raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {arr.shape}")
-    arr = arr.astype(np.float32, copy=False)
-    bad = int((~np.isfinite(arr).all(axis=1)).sum())
-    if bad:
-        raise ValueError(f"{name} has {bad} row(s) with NaN or inf; drop or fix them first")
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return np.ascontiguousarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
+    return unit_rows(x, name)
 
 
 @dataclass(frozen=True)
@@ -196,7 +189,7 @@ class SearchIndex:
         Raises:
             ValueError: for a dimension other than the index's, or ``k < 1``.
         """
-        q = query.detach().cpu().numpy() if isinstance(query, torch.Tensor) else np.asarray(query)
+        q = as_numpy(query)
         if q.ndim == 2 and q.shape[1] != self.dim:
             source = self.model.get("checkpoint") or "its embeddings"
             raise ValueError(
