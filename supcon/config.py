@@ -43,6 +43,17 @@ class DataConfig:
         views: Augmented views per image (≥ 1; 1 needs labels for positives).
         color_jitter: SimCLR colour-jitter strength for image data.
         num_workers: DataLoader worker processes.
+        on_bad_image: What to do with image files that cannot be used (empty, not an image,
+            truncated, over ``max_image_pixels``): ``"error"`` stops with the list of them;
+            ``"skip"`` checks every image before the first step, drops the bad ones and lists
+            them in ``skipped.csv`` in the run directory.
+        verify: Open every image once before training (in parallel) so a bad file stops the
+            run at once instead of when first drawn; implied by ``on_bad_image: skip``. The
+            same check as ``supcon check-data RECIPE``.
+        max_image_pixels: Largest image (width × height) accepted; ``null`` keeps Pillow's
+            decompression-bomb limit (89,478,485 pixels).
+        allow_outside_root: Accept manifest paths outside the image root (absolute paths
+            elsewhere, ``../``).
     """
 
     dataset: Literal["digits", "folder", "csv"] = "digits"
@@ -54,6 +65,10 @@ class DataConfig:
     views: int = 2
     color_jitter: float = 1.0
     num_workers: int = 0
+    on_bad_image: Literal["error", "skip"] = "error"
+    verify: bool = False
+    max_image_pixels: int | None = None
+    allow_outside_root: bool = False
 
 
 @dataclass(frozen=True)
@@ -438,7 +453,16 @@ def validate(config: Config) -> list[str]:
         (config.eval.batch_size >= 1, "eval.batch_size must be ≥ 1"),
     ]
     problems.extend(msg for ok, msg in checks if not ok)
+    problems.extend(_validate_data_files(config))
     return problems
+
+
+def _validate_data_files(config: Config) -> list[str]:
+    """The bad-image policy keys: ``data.max_image_pixels``."""
+    limit = config.data.max_image_pixels
+    if limit is not None and limit < 1:
+        return [f"data.max_image_pixels must be ≥ 1 or null (Pillow's limit), got {limit}"]
+    return []
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,7 +67,9 @@ def _csv_splits(config: DataConfig, seed: int) -> tuple[FileSplit, FileSplit]:
         raise DataError(
             "data.dataset=csv needs data.manifest, a CSV with columns path,label[,split,...]"
         )
-    manifest = read_csv_manifest(config.manifest, config.root)
+    manifest = read_csv_manifest(
+        config.manifest, config.root, allow_outside_root=config.allow_outside_root
+    )
     if manifest.splits is None:
         return _split(manifest.files, config, seed)
     splits = np.asarray(manifest.splits)
@@ -111,6 +114,9 @@ def load_splits(config: DataConfig, seed: int) -> tuple[Split, Split]:
         raise DataError(
             "the held-out split is empty; raise data.test_fraction or add held-out rows"
         )
+    if isinstance(train, FileSplit) and config.max_image_pixels:
+        limit = config.max_image_pixels
+        train, test = replace(train, max_pixels=limit), replace(test, max_pixels=limit)
     return train, test
 
 

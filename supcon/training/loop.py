@@ -30,6 +30,7 @@ from supcon.builders import (
 )
 from supcon.config import Config, config_to_dict, config_to_yaml
 from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
+from supcon.data.verify import screen_splits, write_skipped
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import load_checkpoint, save_checkpoint
@@ -149,6 +150,9 @@ def train(
 
     # Data: held-out split for evaluation, per-sample-seeded views, this rank's batch order.
     train_split, test_split = load_splits(config.data, tc.seed)
+    train_split, test_split, bad_images = screen_splits(
+        config.data, train_split, test_split, progress=progress and is_main
+    )
     if config.loss.use_labels and not train_split.labeled:
         raise TrainingError(
             "the training data has no labels; set loss.use_labels=false to train NT-Xent on "
@@ -218,6 +222,7 @@ def train(
             meta["resumed_at_step"] = state.step
         atomic_write_json(run_dir / "meta.json", meta)
         atomic_write_json(run_dir / "classes.json", {"classes": list(train_split.class_names)})
+        write_skipped(run_dir, bad_images)
     logs = RunLog(run_dir, enabled=is_main, tensorboard=tc.tensorboard, resume_step=state.step)
 
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
