@@ -12,9 +12,11 @@ import numpy as np
 
 from supcon.commands._evaldata import add_data_arguments, embed_items, load_items, resolve_device
 from supcon.errors import UserError
+from supcon.outputs import add_force_argument
 
 GRID_QUERIES = 8
 GRID_NEIGHBOURS = 8
+PLOT_NAMES = ("recall_at_k.png", "retrieval_grid.png")
 
 
 def _curve_ks(longest: int) -> list[int]:
@@ -66,9 +68,15 @@ def run(args: argparse.Namespace) -> int:
     from supcon.evaluation import retrieval_metrics
     from supcon.evaluation.plots import recall_curve
     from supcon.io import atomic_write_json
+    from supcon.outputs import EVAL_REPORT, check_outputs, check_plot_folder, run_inputs
     from supcon.reporting import format_table, metrics_table
     from supcon.runs import load_run
 
+    inputs = [*run_inputs(args.run), args.data]
+    if args.json:
+        check_outputs([(args.json, EVAL_REPORT)], option="--json", force=args.force, inputs=inputs)
+    if args.plots:
+        check_plot_folder(args.plots, PLOT_NAMES, force=args.force, inputs=inputs)
     device = resolve_device(args.device)
     started = time.perf_counter()
     loaded = load_run(args.run, device=device)
@@ -106,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json:
         report = {
+            "format": "supcon-eval/1",
             "metrics": metrics,
             "data": description,
             "model": data.model,
@@ -162,4 +171,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--plots", metavar="DIR", help="write recall_at_k.png and retrieval_grid.png here"
     )
+    add_force_argument(parser)
     parser.set_defaults(func=run)
