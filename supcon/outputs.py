@@ -232,3 +232,24 @@ def check_embedding_outputs(
             for name in ("labels", "ids", "is_query", "is_gallery")
         ]
     check_outputs(targets, option="--out", force=force, inputs=inputs)
+
+
+#: Entries that mark a folder as a supcon run directory.
+RUN_MARKERS = ("config.yaml", "checkpoints", "meta.json")
+
+
+def check_run_folder(run_dir: str | Path) -> None:
+    """``train --out DIR``: a new or empty folder, or a supcon run directory (whose own rules
+    apply: finished runs are refused, unfinished ones resumed); never a file or a folder of
+    other things (e.g. ``--out ~`` would write ``config.yaml`` and ``log.csv`` there)."""
+    path = Path(run_dir)
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir():
+        raise UserError(f"--out {str(path)!r} is a file; --out takes a (new) run folder")
+    entries = [p.name for p in path.iterdir()]
+    if entries and not any(name in entries for name in RUN_MARKERS):
+        raise UserError(
+            f"--out {str(path)!r} is a folder of other files ({len(entries)} entries), not a "
+            "supcon run; pass a new or empty folder"
+        )

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from supcon.evaluation.plots import recall_curve
     from supcon.io import atomic_write_json
     from supcon.outputs import EVAL_REPORT, check_outputs, check_plot_folder, run_inputs
-    from supcon.reporting import format_table, metrics_table
+    from supcon.reporting import escape, format_table, metrics_table
     from supcon.runs import load_run
 
     inputs = [*run_inputs(args.run), args.data]
@@ -110,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
         ]
         print()
         print(format_table(rows, ["class", "queries", "recall@1", "map@r"]))
-    print(f"{len(data.labels)} images from {description}  ({time.perf_counter() - started:.1f} s)")
+    print(
+        f"{len(data.labels)} images from {escape(description)}  "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
 
     if args.json:
         report = {
@@ -125,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                 _class_name(data.class_names, label): row for label, row in per_class.items()
             }
         atomic_write_json(args.json, report)
-        print(f"metrics written to {args.json}")
+        print(f"metrics written to {escape(args.json)}")
     if args.plots:
         plots = Path(args.plots)
         curve = retrieval_metrics(
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         name = checkpoint.parent.parent.name if checkpoint.parent.name == "checkpoints" else ""
         recall_curve({name or checkpoint.stem: points}, path=plots / "recall_at_k.png")
         _grid(data, items, plots / "retrieval_grid.png")
-        print(f"plots written to {plots}/recall_at_k.png and {plots}/retrieval_grid.png")
+        print(f"plots written to {escape(plots)}/recall_at_k.png and retrieval_grid.png")
     return 0
 
 

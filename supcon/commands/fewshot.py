@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from supcon.evaluation.fewshot import fewshot_accuracy
     from supcon.io import atomic_write_json
     from supcon.outputs import FEWSHOT_REPORT, check_outputs, data_inputs, run_inputs
+    from supcon.reporting import escape
 
     if args.json:
         inputs = [*run_inputs(args.source), *data_inputs(args.source), args.data]
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     classes = sorted({r["classes"] for r in report["results"]})
     print(
         f"{int(labelled.sum())} items in {report['num_classes']} classes "
-        f"({'/'.join(map(str, classes))} with enough items) from {description}  "
+        f"({'/'.join(map(str, classes))} with enough items) from {escape(description)}  "
         f"({time.perf_counter() - started:.1f} s)"
     )
     if args.json:
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 "num_items": int(labelled.sum()),
             },
         )
-        print(f"results written to {args.json}")
+        print(f"results written to {escape(args.json)}")
     return 0
 
 

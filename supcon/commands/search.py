@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from supcon.evaluation.index import SearchIndex
     from supcon.io import atomic_write_json
     from supcon.outputs import SEARCH_REPORT, check_outputs, data_inputs, run_inputs
-    from supcon.reporting import format_table
+    from supcon.reporting import escape, format_table
 
     if args.k < 1:
         raise UserError(f"--k must be ≥ 1, got {args.k}")
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
                 "results": results,
             },
         )
-        print(f"results written to {args.json}")
+        print(f"results written to {escape(args.json)}")
     return 0
 
 
