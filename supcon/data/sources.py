@@ -152,6 +152,7 @@ class FileSplit:
         class_names: Name of each class id (empty for unlabeled data).
         is_query: ``(N,)`` bool, or ``None`` (every item is a query).
         is_gallery: ``(N,)`` bool, or ``None`` (every item is in the gallery).
+        mode: PIL mode images are converted to: ``"RGB"`` or ``"L"`` (grayscale).
         max_pixels: Largest image allowed (``None``: Pillow's limit), see :func:`load_image`.
     """
 
@@ -160,6 +161,7 @@ class FileSplit:
     class_names: tuple[str, ...]
     is_query: np.ndarray | None = None
     is_gallery: np.ndarray | None = None
+    mode: str = "RGB"
     max_pixels: int | None = None
 
     def __len__(self) -> int:
@@ -170,8 +172,8 @@ class FileSplit:
         return bool(len(self.labels)) and bool((self.labels != UNLABELED).all())
 
     def load(self, index: int) -> Image.Image:
-        """Open image ``index`` as RGB (see :func:`load_image`)."""
-        return load_image(self.paths[index], max_pixels=self.max_pixels)
+        """Open image ``index`` in :attr:`mode` (RGB by default; see :func:`load_image`)."""
+        return load_image(self.paths[index], self.mode, max_pixels=self.max_pixels)
 
     def subset(self, indices: np.ndarray) -> FileSplit:
         """The items at ``indices``, same class ids."""
