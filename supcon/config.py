@@ -50,6 +50,17 @@ class DataConfig:
         mean: Per-channel normalisation mean (``channels`` values); ``null``: the backbone's
             timm default (averaged to one value for 1 channel).
         std: Per-channel normalisation standard deviation, like ``mean``.
+        on_bad_image: What to do with image files that cannot be used (empty, not an image,
+            truncated, over ``max_image_pixels``): ``"error"`` stops with the list of them;
+            ``"skip"`` checks every image before the first step, drops the bad ones and lists
+            them in ``skipped.csv`` in the run directory.
+        verify: Open every image once before training (in parallel) so a bad file stops the
+            run at once instead of when first drawn; implied by ``on_bad_image: skip``. The
+            same check as ``supcon check-data RECIPE``.
+        max_image_pixels: Largest image (width × height) accepted; ``null`` keeps Pillow's
+            decompression-bomb limit (89,478,485 pixels).
+        allow_outside_root: Accept manifest paths outside the image root (absolute paths
+            elsewhere, ``../``).
     """
 
     dataset: Literal["digits", "folder", "csv"] = "digits"
@@ -64,6 +75,10 @@ class DataConfig:
     channels: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    on_bad_image: Literal["error", "skip"] = "error"
+    verify: bool = False
+    max_image_pixels: int | None = None
+    allow_outside_root: bool = False
 
 
 @dataclass(frozen=True)
@@ -536,6 +551,7 @@ def validate(config: Config) -> list[str]:
     problems.extend(_validate_augment(config))
     problems.extend(_validate_channels(config))
     problems.extend(_validate_loss(config))
+    problems.extend(_validate_data_files(config))
     return problems
 
 
@@ -692,6 +708,14 @@ def _validate_loss(config: Config) -> list[str]:
             )
         )
     return [msg for ok, msg in checks if not ok]
+
+
+def _validate_data_files(config: Config) -> list[str]:
+    """The bad-image policy keys: ``data.max_image_pixels``."""
+    limit = config.data.max_image_pixels
+    if limit is not None and limit < 1:
+        return [f"data.max_image_pixels must be ≥ 1 or null (Pillow's limit), got {limit}"]
+    return []
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

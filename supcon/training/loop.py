@@ -33,6 +33,7 @@ from supcon.builders import (
 from supcon.config import Config, config_to_dict, config_to_yaml, resolve_defaults
 from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
 from supcon.data.build import describe_transforms
+from supcon.data.verify import screen_splits, write_skipped
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import load_checkpoint, save_checkpoint
@@ -161,6 +162,9 @@ def train(
 
     # Data: held-out split for evaluation, per-sample-seeded views, this rank's batch order.
     train_split, test_split = load_splits(config.data, tc.seed)
+    train_split, test_split, bad_images = screen_splits(
+        config.data, train_split, test_split, progress=progress and is_main
+    )
     if config.loss.use_labels and not train_split.labeled:
         from supcon.losses.registry import losses
 
@@ -266,6 +270,7 @@ def train(
                 config.augment, config.eval.resize, train_transform, eval_transform
             ),
         )
+        write_skipped(run_dir, bad_images)
     logs = RunLog(run_dir, enabled=is_main, tensorboard=tc.tensorboard, resume_step=state.step)
 
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
