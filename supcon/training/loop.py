@@ -32,7 +32,11 @@ from supcon.config import Config, config_to_dict, config_to_yaml
 from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
-from supcon.training.checkpoint import load_checkpoint, save_checkpoint
+from supcon.training.checkpoint import (
+    load_checkpoint_or_previous,
+    save_checkpoint,
+    save_rotating,
+)
 from supcon.training.contrast import batch_loss
 from supcon.training.distributed import (
     broadcast_buffers,
@@ -43,10 +47,15 @@ from supcon.training.distributed import (
     resolve_device,
 )
 from supcon.training.evaluate import evaluate
+from supcon.training.fingerprint import data_change, data_fingerprint
 from supcon.training.gradcache import cached_backward
+from supcon.training.guard import NonFiniteGuard, nonfinite_state, step_problem
+from supcon.training.lock import run_lock
 from supcon.training.logging import RunLog, provenance
 from supcon.training.monitor import diagnose, warn_if_collapsed
 from supcon.training.optim import build_scheduler, set_backbone_frozen
+from supcon.training.preempt import Preempted, StopSignals
+from supcon.training.preflight import check_components
 from supcon.training.sampling import SkipBatches
 from supcon.training.state import Progress, capture_rng, restore_rng
 
@@ -106,8 +115,21 @@ def _checkpoint(
     }
 
 
+def _agree(flags: list[bool], device: torch.device) -> list[bool]:
+    """Each flag raised on any rank (one small all-reduce under torchrun)."""
+    if get_world_size() == 1:
+        return flags
+    values = torch.tensor([float(f) for f in flags], device=device)
+    return [bool(v > 0) for v in mean_over_ranks(values)]
+
+
 def train(
-    config: Config, run_dir: str | Path, *, progress: bool = True, resume: bool = False
+    config: Config,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    allow_data_change: bool = False,
 ) -> dict[str, float]:
     """Train on the configured data, evaluate on the held-out split and fill ``run_dir``.
 
@@ -123,29 +145,45 @@ def train(
         progress: Show tqdm bars (rank 0).
         resume: Continue from ``run_dir/checkpoints/last.pt``: model, optimizer, scheduler,
             gradient scaler, batch position and RNG streams, so the run ends as an
-            uninterrupted one would.
+            uninterrupted one would. A truncated or corrupt ``last.pt`` falls back to
+            ``prev.pt`` with a notice.
+        allow_data_change: Resume even if the training data's fingerprint changed.
 
     Returns:
         The held-out retrieval metrics (empty for unlabeled held-out data).
 
     Raises:
         TrainingError: when the loss stops being finite or the data cannot form a batch.
+        Preempted: after SIGTERM / SIGINT, once ``last.pt`` holds the last finished step.
+        RunLocked: when another process writes to ``run_dir``.
     """
     run_dir = Path(run_dir)
-    checkpoints = run_dir / "checkpoints"
-    rank, world = get_rank(), get_world_size()
+    world = get_world_size()
     if launched_by_torchrun() and world == 1:
         raise TrainingError(
             "started by torchrun but no process group is initialised; call train() inside "
             "supcon.training.distributed_session(config.train.device)"
         )
-    is_main = rank == 0
     tc = config.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
     device = resolve_device(tc.device)
     check_precision(device, tc.precision)
+    check_components(config, distributed=world > 1)  # before the data is scanned
     seed_everything(tc.seed)
+    with run_lock(run_dir):  # rank 0 holds it; every rank raises if it is taken
+        return _train(config, run_dir, progress, resume, allow_data_change)
+
+
+def _train(
+    config: Config, run_dir: Path, progress: bool, resume: bool, allow_data_change: bool
+) -> dict[str, float]:
+    """:func:`train` once the run directory is locked."""
+    checkpoints = run_dir / "checkpoints"
+    rank, world = get_rank(), get_world_size()
+    is_main = rank == 0
+    tc = config.train
+    device = resolve_device(tc.device)
 
     # Data: held-out split for evaluation, per-sample-seeded views, this rank's batch order.
     train_split, test_split = load_splits(config.data, tc.seed)
@@ -183,14 +221,25 @@ def train(
     amp = lambda: autocast(device, tc.precision)  # noqa: E731
 
     state = Progress()
+    fingerprint = data_fingerprint(train_split)
     if resume:
-        saved = load_checkpoint(checkpoints / "last.pt", map_location="cpu")
+        saved, _ = load_checkpoint_or_previous(checkpoints / "last.pt", who="supcon train")
+        changed = data_change(saved.get("data_fingerprint"), fingerprint)
+        if changed and not allow_data_change:
+            raise TrainingError(
+                f"cannot resume: {changed}; restore the data, or pass --allow-data-change "
+                "to continue on the new data anyway"
+            )
+        if changed and is_main:
+            print(f"supcon train: warning: {changed}; continuing (--allow-data-change)")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
         state = Progress(**saved["progress"])
         restore_rng(saved["rng"])
+        if saved["config"]["train"].get("best_metric") != tc.best_metric:
+            state.best_value = state.best_step = None  # best.pt is re-chosen by the new metric
         if saved.get("world_size", world) != world and is_main:
             print(
                 f"supcon train: resuming a {saved['world_size']}-process run with {world}; "
@@ -200,14 +249,16 @@ def train(
 
     def contrastive_loss(embeddings: Tensor, labels: Tensor | None) -> Tensor:
         """:func:`batch_loss`, refusing non-finite values (nothing is updated then)."""
-        loss = batch_loss(loss_fn, embeddings, labels, views, miner)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"loss became {loss.item()} at step {state.step + 1}; lower optim.lr, set "
-                "optim.clip_grad_norm or raise loss.temperature. The last good checkpoint is "
-                f"{checkpoints / 'last.pt'}"
-            )
-        return loss
+        return batch_loss(loss_fn, embeddings, labels, views, miner)
+
+    guard = NonFiniteGuard(tc.on_nonfinite, tc.max_nonfinite_steps, state.nonfinite_in_row)
+
+    def diverged(problem: str) -> TrainingError:
+        return TrainingError(
+            f"{problem}; lower optim.lr, set optim.clip_grad_norm or raise loss.temperature"
+            f"{'' if tc.on_nonfinite == 'skip' else ' (or set train.on_nonfinite=skip)'}. "
+            f"The last good checkpoint is {checkpoints / 'last.pt'}"
+        )
 
     # Run directory (rank 0 only).
     if is_main:
@@ -222,13 +273,18 @@ def train(
 
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
         if is_main:
+            bad = nonfinite_state(model, optimizer)
+            if bad is not None:  # never reached after the per-step check; kept as the last line
+                raise diverged(f"{bad} is not finite at step {state.step}; not saving {name}")
+            state.nonfinite_in_row = guard.in_row
             content = _checkpoint(
                 model, optimizer, scheduler, scaler, state, config, in_chans,
                 train_split.class_names,
             )  # fmt: skip
+            content["data_fingerprint"] = fingerprint
             if metrics is not None:
                 content["metrics"] = metrics
-            save_checkpoint(checkpoints / name, content)
+            (save_rotating if name == "last.pt" else save_checkpoint)(checkpoints / name, content)
 
     def run_evaluation() -> dict[str, float]:
         """Evaluate on every rank (the evaluator may shard the embedding); track the best."""
@@ -257,7 +313,9 @@ def train(
         return metrics
 
     start = time.perf_counter()
+    stop = StopSignals()  # entered here and left in `finally` (keeps the loop's indentation)
     try:
+        stop.__enter__()
         for epoch in range(state.epoch, tc.epochs):
             model.train()
             frozen = epoch < config.optim.freeze_backbone_epochs
@@ -285,7 +343,7 @@ def train(
                 total=steps_per_epoch,
             )
             tick = time.perf_counter()
-            for images, labels, _ in bar:
+            for images, labels, sample_ids in bar:
                 # One optimizer step on the global batch.
                 images = images.flatten(0, 1).to(device, non_blocking=True)
                 images = images.contiguous(memory_format=memory_format)
@@ -313,9 +371,22 @@ def train(
                     grad_norm = nn.utils.clip_grad_norm_(
                         model.parameters(), config.optim.clip_grad_norm
                     )
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                problem = step_problem(loss, model, check_grads=not scaler.is_enabled())
+                bad, stopping = _agree([problem is not None, stop.received is not None], device)
+                if bad:  # no update: optimizer, scheduler and scaler stay as they were
+                    reason = problem or "a non-finite loss or gradient on another rank"
+                    message = guard.bad_step(reason, state.step + 1, sample_ids)
+                    if message is not None:
+                        raise diverged(message)
+                    state.skipped_steps += 1
+                else:
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    problem = nonfinite_state(model, optimizer)
+                    if problem is not None:  # cannot be undone: stop before it is saved
+                        raise diverged(f"{problem} after step {state.step + 1}")
+                    guard.good_step()
                 state.step += 1
                 state.batch += 1
 
@@ -360,15 +431,29 @@ def train(
                 every = tc.checkpoint_every
                 if every and state.step % every == 0 and state.batch < steps_per_epoch:
                     save("last.pt")
+                if stopping:
+                    save("last.pt")
+                    raise Preempted(stop.received or 15, _stopped(stop.name, state.step, run_dir))
 
             state.epoch, state.batch = epoch + 1, 0
             if tc.eval_every and state.epoch % tc.eval_every == 0 and state.epoch < tc.epochs:
                 run_evaluation()
             save("last.pt")
 
+        if _agree([stop.received is not None], device)[0]:  # last.pt is up to date
+            raise Preempted(stop.received or 15, _stopped(stop.name, state.step, run_dir))
         metrics = run_evaluation()
         if is_main:
             atomic_write_json(run_dir / "metrics.json", metrics)
     finally:
+        stop.__exit__(None, None, None)
         logs.close()
     return metrics
+
+
+def _stopped(signal_name: str, step: int, run_dir: Path) -> str:
+    return (
+        f"stopped by {signal_name or 'a signal on another rank'} after step {step}; "
+        f"{run_dir / 'checkpoints' / 'last.pt'} holds it. Continue with: "
+        f"supcon train --resume {run_dir}"
+    )
