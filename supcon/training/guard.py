@@ -10,7 +10,8 @@ optimizer, scheduler and scaler state are untouched) and ends the run only after
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor, nn
@@ -56,11 +57,11 @@ def nonfinite_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> str |
     found = first_nonfinite(
         [*((f"model {n}", t) for n, t in _tensors(model.state_dict())), *optimizer_tensors]
     )
-    return found
+    return None if found is None else f"{found} is not finite"
 
 
 def step_problem(loss: Tensor, model: nn.Module, *, check_grads: bool) -> str | None:
-    """Why this step must not update the model (non-finite loss or gradient), or ``None``.
+    """Why this step must not update the model (non-finite loss, gradient or buffer), or ``None``.
 
     Args:
         loss: The step's loss (a scalar).
@@ -70,11 +71,61 @@ def step_problem(loss: Tensor, model: nn.Module, *, check_grads: bool) -> str | 
     """
     if not bool(torch.isfinite(loss.detach())):
         return f"loss became {loss.item()}"
+    bad_buffer = first_nonfinite(
+        (f"model buffer {n}", b) for n, b in _tensors(dict(model.named_buffers()))
+    )
+    if bad_buffer is not None:  # e.g. BatchNorm statistics overflowed in this forward pass
+        return f"{bad_buffer} became non-finite"
     if check_grads:
         grads = ((f"gradient of {n}", p.grad) for n, p in model.named_parameters())
         bad = first_nonfinite((n, g) for n, g in grads if g is not None)
         if bad is not None:
             return f"{bad} became non-finite"
+    return None
+
+
+def snapshot_buffers(model: nn.Module) -> list[Tensor]:
+    """Copies of the model's buffers (BatchNorm statistics), which a forward pass updates."""
+    return [b.detach().clone() for b in model.buffers()]
+
+
+@torch.no_grad()
+def restore_buffers(model: nn.Module, snapshot: list[Tensor]) -> None:
+    """Undo a skipped step's forward pass on the buffers."""
+    for buffer, saved in zip(model.buffers(), snapshot, strict=True):
+        buffer.copy_(saved)
+
+
+@torch.no_grad()
+def eval_problem(
+    model: nn.Module, images: Tensor | None, autocast: Callable[[], AbstractContextManager]
+) -> str | None:
+    """Whether the model in eval mode (running BatchNorm statistics) embeds ``images`` finitely.
+
+    Weights can grow huge (1e30) yet stay finite; the train-mode forward (batch statistics)
+    may still work while every eval-mode embedding is NaN. A checkpoint is written only when
+    this probe passes. The forward draws no random numbers and updates no buffer.
+
+    Args:
+        model: The (unwrapped) embedding model.
+        images: ``(B, C, H, W)`` a few training images, or ``None`` to skip the probe.
+        autocast: The run's autocast context factory.
+    """
+    if images is None:
+        return None
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        with autocast():
+            embeddings = model(images)
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    if not bool(torch.isfinite(embeddings).all()):
+        return (
+            "the model's eval-mode embeddings are not finite (its weights or BatchNorm "
+            "statistics overflowed)"
+        )
     return None
 
 

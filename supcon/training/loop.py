@@ -49,7 +49,14 @@ from supcon.training.distributed import (
 from supcon.training.evaluate import evaluate
 from supcon.training.fingerprint import data_change, data_fingerprint
 from supcon.training.gradcache import cached_backward
-from supcon.training.guard import NonFiniteGuard, nonfinite_state, step_problem
+from supcon.training.guard import (
+    NonFiniteGuard,
+    eval_problem,
+    nonfinite_state,
+    restore_buffers,
+    snapshot_buffers,
+    step_problem,
+)
 from supcon.training.lock import run_lock
 from supcon.training.logging import RunLog, provenance
 from supcon.training.monitor import diagnose, warn_if_collapsed
@@ -249,15 +256,22 @@ def _train(
 
     def contrastive_loss(embeddings: Tensor, labels: Tensor | None) -> Tensor:
         """:func:`batch_loss`, refusing non-finite values (nothing is updated then)."""
+        if not bool(torch.isfinite(embeddings.detach()).all()):  # forward overflowed
+            return (embeddings * float("nan")).sum()  # NaN loss, still in the graph: the guard
         return batch_loss(loss_fn, embeddings, labels, views, miner)
 
     guard = NonFiniteGuard(tc.on_nonfinite, tc.max_nonfinite_steps, state.nonfinite_in_row)
+    probe: Tensor | None = None  # a few images of the latest batch, to check checkpoints with
 
-    def diverged(problem: str) -> TrainingError:
+    def diverged(problem: str, skippable: bool = True) -> TrainingError:
+        last = checkpoints / "last.pt"
+        kept = f"The last good checkpoint is {last}" if last.exists() else "No checkpoint kept"
+        skip = (
+            " (or set train.on_nonfinite=skip)" if skippable and tc.on_nonfinite == "stop" else ""
+        )
         return TrainingError(
             f"{problem}; lower optim.lr, set optim.clip_grad_norm or raise loss.temperature"
-            f"{'' if tc.on_nonfinite == 'skip' else ' (or set train.on_nonfinite=skip)'}. "
-            f"The last good checkpoint is {checkpoints / 'last.pt'}"
+            f"{skip}. {kept}"
         )
 
     # Run directory (rank 0 only).
@@ -273,9 +287,9 @@ def _train(
 
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
         if is_main:
-            bad = nonfinite_state(model, optimizer)
-            if bad is not None:  # never reached after the per-step check; kept as the last line
-                raise diverged(f"{bad} is not finite at step {state.step}; not saving {name}")
+            bad = nonfinite_state(model, optimizer) or eval_problem(model, probe, amp)
+            if bad is not None:  # diverged: keep the previous checkpoints as they are
+                raise diverged(f"{bad} at step {state.step}; not saving {name}", False)
             state.nonfinite_in_row = guard.in_row
             content = _checkpoint(
                 model, optimizer, scheduler, scaler, state, config, in_chans,
@@ -349,6 +363,7 @@ def _train(
                 images = images.contiguous(memory_format=memory_format)
                 labels = labels.to(device) if config.loss.use_labels else None
                 optimizer.zero_grad(set_to_none=True)
+                buffers = snapshot_buffers(model) if tc.on_nonfinite == "skip" else None
                 loss_of: Callable[[Tensor], Tensor] = lambda e, y=labels: contrastive_loss(e, y)  # noqa: E731
                 if micro >= images.shape[0] // views:
                     with amp():
@@ -379,14 +394,17 @@ def _train(
                     if message is not None:
                         raise diverged(message)
                     state.skipped_steps += 1
+                    if buffers is not None:
+                        restore_buffers(model, buffers)
                 else:
                     scaler.step(optimizer)
                     scaler.update()
                     scheduler.step()
                     problem = nonfinite_state(model, optimizer)
                     if problem is not None:  # cannot be undone: stop before it is saved
-                        raise diverged(f"{problem} after step {state.step + 1}")
+                        raise diverged(f"{problem} after step {state.step + 1}", False)
                     guard.good_step()
+                    probe = images[: min(8, images.shape[0])]
                 state.step += 1
                 state.batch += 1
 
