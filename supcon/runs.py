@@ -13,7 +13,7 @@ from supcon.config import Config, config_from_dict
 from supcon.data import build_transforms
 from supcon.data.transforms import Transform
 from supcon.models import EmbeddingModel
-from supcon.training.checkpoint import PREVIOUS, CheckpointError, load_checkpoint
+from supcon.training.checkpoint import PREVIOUS, CheckpointError, load_checkpoint, problem_of
 
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
 # What a run directory falls back to, in order, when a checkpoint cannot be loaded.
@@ -105,6 +105,6 @@ def _load_or_fall_back(path: Path) -> tuple[dict, Path]:
                 state = load_checkpoint(candidate, map_location="cpu")
             except CheckpointError:
                 continue
-            print(f"supcon: {exc}; falling back to {str(candidate)!r}", file=sys.stderr)
+            print(f"supcon: {problem_of(exc)}; falling back to {str(candidate)!r}", file=sys.stderr)
             return state, candidate
         raise

@@ -13,6 +13,7 @@ import os
 import pickle
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{where} is not a torch checkpoint (it looks like {_kind(head)}); pass a .pt file "
             "written by supcon train, or a run directory"
         )
+    if is_zip and not zipfile.is_zipfile(path):  # the zip's directory at the end is missing
+        raise CheckpointError(f"{where} is truncated; {_fallback_hint(path)}")
     try:
         with warnings.catch_warnings():  # e.g. torch's note on a pickle protocol it did not write
             warnings.simplefilter("ignore")
@@ -129,6 +132,11 @@ def _fallback_hint(path: Path) -> str:
     return "use another checkpoint of the run (checkpoints/last.pt or prev.pt)"
 
 
+def problem_of(error: Exception) -> str:
+    """The first clause of a load error (what is wrong, without the advice)."""
+    return str(error).split("; ")[0]
+
+
 def load_checkpoint_or_previous(
     path: str | Path, map_location: str | torch.device = "cpu", *, who: str = "supcon"
 ) -> tuple[dict[str, Any], Path]:
@@ -156,5 +164,5 @@ def load_checkpoint_or_previous(
             state = load_checkpoint(previous, map_location)
         except CheckpointError:
             raise exc from None
-        print(f"{who}: {exc}; falling back to {str(previous)!r}", file=sys.stderr)
+        print(f"{who}: {problem_of(exc)}; falling back to {str(previous)!r}", file=sys.stderr)
         return state, previous
