@@ -230,7 +230,9 @@ def _train(
     state = Progress()
     fingerprint = data_fingerprint(train_split)
     if resume:
-        saved, _ = load_checkpoint_or_previous(checkpoints / "last.pt", who="supcon train")
+        saved, used = load_checkpoint_or_previous(checkpoints / "last.pt", who="supcon train")
+        if used.name != "last.pt" and is_main:  # never rotate the unusable file into prev.pt
+            (checkpoints / "last.pt").unlink(missing_ok=True)
         changed = data_change(saved.get("data_fingerprint"), fingerprint)
         if changed and not allow_data_change:
             raise TrainingError(
