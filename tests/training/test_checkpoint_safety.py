@@ -137,6 +137,7 @@ def test_load_run_eval_and_resume_fall_back_to_prev(
     train(tiny(images, train={"checkpoint_every": 1}), run, progress=False, resume=True)
     assert "falling back to" in capsys.readouterr().err
     resumed = load_checkpoint(checkpoints / "last.pt")
+    assert load_checkpoint(checkpoints / "prev.pt")["step"] == 5  # not the corrupt file
     assert resumed["progress"] == final["progress"]
     for name, tensor in final["model"].items():
         assert torch.equal(resumed["model"][name], tensor), name
