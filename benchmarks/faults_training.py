@@ -185,7 +185,7 @@ def _with_loss(make: Callable[[], torch.nn.Module], run: Callable[[], Any]) -> A
     import supcon.training.loop as loop
 
     original = loop.build_loss
-    loop.build_loss = lambda config, distributed: make()
+    loop.build_loss = lambda config, **_: make()
     try:
         return run()
     finally:

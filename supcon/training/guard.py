@@ -46,7 +46,12 @@ def first_nonfinite(named: Iterable[tuple[str, Tensor]]) -> str | None:
 
 
 def nonfinite_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> str | None:
-    """What in the model (parameters, buffers) or optimizer state is not finite, or ``None``."""
+    """What in the model (parameters, buffers) or optimizer state is not finite, or ``None``.
+
+    Args:
+        model: Every module the optimizer updates (e.g. ``ModuleDict`` of model and loss).
+        optimizer: Its optimizer.
+    """
     state = optimizer.state_dict()["state"]
     names = {i: n for i, (n, _) in enumerate(model.named_parameters())}
     optimizer_tensors = (
@@ -55,7 +60,7 @@ def nonfinite_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> str |
         for key, tensor in _tensors(slots)
     )
     found = first_nonfinite(
-        [*((f"model {n}", t) for n, t in _tensors(model.state_dict())), *optimizer_tensors]
+        [*((f"{n}", t) for n, t in _tensors(model.state_dict())), *optimizer_tensors]
     )
     return None if found is None else f"{found} is not finite"
 

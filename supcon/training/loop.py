@@ -9,6 +9,7 @@ loss contrasts the whole batch and only rank 0 writes to the run directory.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +25,14 @@ from tqdm import tqdm
 from supcon.builders import (
     build_batch_sampler,
     build_loss,
+    build_memory,
     build_miner,
     build_model,
     build_optimizer,
 )
-from supcon.config import Config, config_to_dict, config_to_yaml
+from supcon.config import Config, config_to_dict, config_to_yaml, resolve_defaults
 from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
+from supcon.data.build import describe_transforms
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import (
@@ -37,7 +40,7 @@ from supcon.training.checkpoint import (
     save_checkpoint,
     save_rotating,
 )
-from supcon.training.contrast import batch_loss
+from supcon.training.criterion import average_loss_gradients, step_loss
 from supcon.training.distributed import (
     broadcast_buffers,
     get_rank,
@@ -63,7 +66,7 @@ from supcon.training.monitor import diagnose, warn_if_collapsed
 from supcon.training.optim import build_scheduler, set_backbone_frozen
 from supcon.training.preempt import Preempted, StopSignals
 from supcon.training.preflight import check_components
-from supcon.training.sampling import SkipBatches
+from supcon.training.sampling import EpochBatches
 from supcon.training.state import Progress, capture_rng, restore_rng
 
 
@@ -97,6 +100,7 @@ def _wrap(model: nn.Module, device: torch.device, compile_model: bool) -> tuple[
 
 def _checkpoint(
     model: nn.Module,
+    criterion: dict[str, nn.Module | None],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
@@ -108,6 +112,7 @@ def _checkpoint(
     """Everything ``--resume`` needs, plus what :func:`supcon.runs.load_run` reads."""
     return {
         "model": model.state_dict(),
+        **{name: part.state_dict() for name, part in criterion.items() if part is not None},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
@@ -165,7 +170,14 @@ def train(
         RunLocked: when another process writes to ``run_dir``.
     """
     run_dir = Path(run_dir)
-    world = get_world_size()
+    rank, world = get_rank(), get_world_size()
+    if config.data.color_jitter is not None and rank == 0:
+        print(
+            "supcon train: data.color_jitter is deprecated; use augment.jitter (it is applied "
+            "as augment.jitter when the preset has colour jitter, else ignored)",
+            file=sys.stderr,
+        )
+    config = resolve_defaults(config)  # the run directory records the automatic choices
     if launched_by_torchrun() and world == 1:
         raise TrainingError(
             "started by torchrun but no process group is initialised; call train() inside "
@@ -176,7 +188,7 @@ def train(
         torch.set_num_threads(tc.threads)
     device = resolve_device(tc.device)
     check_precision(device, tc.precision)
-    check_components(config, distributed=world > 1)  # before the data is scanned
+    check_components(config)  # before the data is scanned
     seed_everything(tc.seed)
     with run_lock(run_dir):  # rank 0 holds it; every rank raises if it is taken
         return _train(config, run_dir, progress, resume, allow_data_change)
@@ -195,6 +207,13 @@ def _train(
     # Data: held-out split for evaluation, per-sample-seeded views, this rank's batch order.
     train_split, test_split = load_splits(config.data, tc.seed)
     if config.loss.use_labels and not train_split.labeled:
+        from supcon.losses.registry import losses
+
+        if losses()[config.loss.name].class_based:
+            raise TrainingError(
+                f"loss.name={config.loss.name} learns one weight per class, so it needs "
+                "labeled training data; add a label column or choose loss.name=supcon"
+            )
         raise TrainingError(
             "the training data has no labels; set loss.use_labels=false to train NT-Xent on "
             "augmentation pairs, or add a label column"
@@ -211,13 +230,32 @@ def _train(
     # Model, loss, optimizer, schedule.
     in_chans = input_channels(config.data)
     model = build_model(config.model, in_chans, pretrained=False if resume else None)
-    train_transform, eval_transform = build_transforms(config.data, model.backbone)
+    train_transform, eval_transform = build_transforms(
+        config.data,
+        model.backbone,
+        config.augment,
+        use_labels=config.loss.use_labels,
+        resize=config.eval.resize,
+    )
     dataset = MultiViewDataset(train_split, train_transform, views, seed=tc.seed)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
-    loss_fn = build_loss(config.loss, distributed=world > 1)
-    miner = build_miner(config.miner, distributed=world > 1)
-    optimizer = build_optimizer(config.optim, model)
+    num_classes = int(train_split.labels.max()) + 1 if train_split.labeled else None
+    loss_fn = build_loss(
+        config.loss,
+        distributed=world > 1,
+        num_classes=num_classes,
+        embedding_size=model.head_dim,
+    ).to(device)
+    memory = build_memory(config.loss, model.head_dim)
+    if memory is not None:
+        memory.to(device)
+    criterion = {"loss": loss_fn, "memory": memory}
+    watched = nn.ModuleDict({"model": model, "loss": loss_fn})  # what the guard checks
+    # supcon mines this rank's anchors itself; a PML loss sees the gathered batch.
+    gathers = getattr(loss_fn, "gather_distributed", False)
+    miner = build_miner(config.miner, distributed=world > 1 and gathers)
+    optimizer = build_optimizer(config.optim, model, loss_fn)
     scheduler = build_scheduler(
         optimizer,
         total_steps=tc.epochs * steps_per_epoch,
@@ -227,6 +265,7 @@ def _train(
     scaler = grad_scaler(device, tc.precision)
     amp = lambda: autocast(device, tc.precision)  # noqa: E731
 
+    memory_start = config.loss.memory_start_epoch
     state = Progress()
     fingerprint = data_fingerprint(train_split)
     if resume:
@@ -242,6 +281,9 @@ def _train(
         if changed and is_main:
             print(f"supcon train: warning: {changed}; continuing (--allow-data-change)")
         model.load_state_dict(saved["model"])
+        for name, part in criterion.items():
+            if part is not None and name in saved:
+                part.load_state_dict(saved[name])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
@@ -257,10 +299,11 @@ def _train(
             )
 
     def contrastive_loss(embeddings: Tensor, labels: Tensor | None) -> Tensor:
-        """:func:`batch_loss`, refusing non-finite values (nothing is updated then)."""
+        """:func:`step_loss`; the guard decides what a non-finite value does."""
         if not bool(torch.isfinite(embeddings.detach()).all()):  # forward overflowed
-            return (embeddings * float("nan")).sum()  # NaN loss, still in the graph: the guard
-        return batch_loss(loss_fn, embeddings, labels, views, miner)
+            return (embeddings * float("nan")).sum()  # NaN loss, still in the graph
+        refs = memory if memory is not None and state.epoch >= memory_start else None
+        return step_loss(loss_fn, embeddings, labels, views, miner, refs)
 
     guard = NonFiniteGuard(tc.on_nonfinite, tc.max_nonfinite_steps, state.nonfinite_in_row)
     probe: Tensor | None = None  # a few images of the latest batch, to check checkpoints with
@@ -285,16 +328,22 @@ def _train(
             meta["resumed_at_step"] = state.step
         atomic_write_json(run_dir / "meta.json", meta)
         atomic_write_json(run_dir / "classes.json", {"classes": list(train_split.class_names)})
+        atomic_write_text(
+            run_dir / "augment.txt",
+            describe_transforms(
+                config.augment, config.eval.resize, train_transform, eval_transform
+            ),
+        )
     logs = RunLog(run_dir, enabled=is_main, tensorboard=tc.tensorboard, resume_step=state.step)
 
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
         if is_main:
-            bad = nonfinite_state(model, optimizer) or eval_problem(model, probe, amp)
+            bad = nonfinite_state(watched, optimizer) or eval_problem(model, probe, amp)
             if bad is not None:  # diverged: keep the previous checkpoints as they are
                 raise diverged(f"{bad} at step {state.step}; not saving {name}", False)
             state.nonfinite_in_row = guard.in_row
             content = _checkpoint(
-                model, optimizer, scheduler, scaler, state, config, in_chans,
+                model, criterion, optimizer, scheduler, scaler, state, config, in_chans,
                 train_split.class_names,
             )  # fmt: skip
             content["data_fingerprint"] = fingerprint
@@ -328,6 +377,19 @@ def _train(
                 save("best.pt", metrics)
         return metrics
 
+    # One loader for the whole run: its workers live across epochs; the epoch travels with
+    # each index, so per-sample augmentation seeds stay exact.
+    epoch_batches = EpochBatches(batches)
+    workers = config.data.num_workers
+    loader = DataLoader(
+        dataset,
+        batch_sampler=epoch_batches,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(tc.seed),  # leaves the global RNG alone
+    )
+
     start = time.perf_counter()
     stop = StopSignals()  # entered here and left in `finally` (keeps the loop's indentation)
     try:
@@ -341,14 +403,7 @@ def _train(
             encode = lambda x, m=train_model: m(x, output="head")  # noqa: E731
             no_sync = ddp.no_sync if ddp is not None else None
             dataset.set_epoch(epoch)
-            batches.set_epoch(epoch)
-            loader = DataLoader(
-                dataset,
-                batch_sampler=SkipBatches(batches, state.batch),
-                num_workers=config.data.num_workers,
-                pin_memory=device.type == "cuda",
-                generator=torch.Generator().manual_seed(tc.seed + epoch),
-            )
+            epoch_batches.set_epoch(epoch, skip=state.batch)
             bar = tqdm(
                 loader,
                 desc=f"epoch {epoch + 1}/{tc.epochs}",
@@ -365,7 +420,7 @@ def _train(
                 images = images.contiguous(memory_format=memory_format)
                 labels = labels.to(device) if config.loss.use_labels else None
                 optimizer.zero_grad(set_to_none=True)
-                buffers = snapshot_buffers(model) if tc.on_nonfinite == "skip" else None
+                buffers = snapshot_buffers(watched) if tc.on_nonfinite == "skip" else None
                 loss_of: Callable[[Tensor], Tensor] = lambda e, y=labels: contrastive_loss(e, y)  # noqa: E731
                 if micro >= images.shape[0] // views:
                     with amp():
@@ -382,13 +437,14 @@ def _train(
                         no_sync=no_sync,
                         buffers=model,
                     )
+                average_loss_gradients(loss_fn)
                 grad_norm = None
                 if config.optim.clip_grad_norm is not None:
                     scaler.unscale_(optimizer)
                     grad_norm = nn.utils.clip_grad_norm_(
                         model.parameters(), config.optim.clip_grad_norm
                     )
-                problem = step_problem(loss, model, check_grads=not scaler.is_enabled())
+                problem = step_problem(loss, watched, check_grads=not scaler.is_enabled())
                 bad, stopping = _agree([problem is not None, stop.received is not None], device)
                 if bad:  # no update: optimizer, scheduler and scaler stay as they were
                     reason = problem or "a non-finite loss or gradient on another rank"
@@ -397,15 +453,19 @@ def _train(
                         raise diverged(message)
                     state.skipped_steps += 1
                     if buffers is not None:
-                        restore_buffers(model, buffers)
+                        restore_buffers(watched, buffers)
                 else:
                     scaler.step(optimizer)
                     scaler.update()
                     scheduler.step()
-                    problem = nonfinite_state(model, optimizer)
+                    problem = nonfinite_state(watched, optimizer)
                     if problem is not None:  # cannot be undone: stop before it is saved
                         raise diverged(f"{problem} after step {state.step + 1}", False)
                     guard.good_step()
+                    if memory is not None and epoch >= memory_start:  # after the step (XBM)
+                        memory.enqueue(
+                            embeddings.detach().view(-1, views, embeddings.shape[-1]), labels
+                        )
                     probe = images[: min(8, images.shape[0])]
                 state.step += 1
                 state.batch += 1

@@ -55,7 +55,7 @@ def test_signals_at_random_steps_then_resume_match_an_uninterrupted_run(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tiny(images, train={"epochs": 3})  # 3 steps per epoch, 9 in all
-    monkeypatch.setattr(loop, "build_loss", lambda config, distributed: SignalAtCall(None, 0))
+    monkeypatch.setattr(loop, "build_loss", lambda config, **_: SignalAtCall(None, 0))
     train(config, tmp_path / "straight", progress=False)
 
     run, done = tmp_path / "run", 0
@@ -64,7 +64,7 @@ def test_signals_at_random_steps_then_resume_match_an_uninterrupted_run(
         monkeypatch.setattr(
             loop,
             "build_loss",
-            lambda config, distributed, c=stop_at - done, s=signum: SignalAtCall(c, s),
+            lambda config, c=stop_at - done, s=signum, **_: SignalAtCall(c, s),
         )
         with pytest.raises(Preempted) as caught:
             train(config, run, progress=False, resume=done > 0)
@@ -75,7 +75,7 @@ def test_signals_at_random_steps_then_resume_match_an_uninterrupted_run(
         assert not (run / ".lock").exists() and not (run / "metrics.json").exists()
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers put back
         done = stop_at
-    monkeypatch.setattr(loop, "build_loss", lambda config, distributed: SignalAtCall(None, 0))
+    monkeypatch.setattr(loop, "build_loss", lambda config, **_: SignalAtCall(None, 0))
     train(config, run, progress=False, resume=True)
     assert_same_run(run, tmp_path / "straight")
 

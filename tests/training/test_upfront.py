@@ -69,11 +69,11 @@ def stopped(images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     """A run on a private copy of the images, stopped by SIGTERM at step 4 (epoch 2 of 2)."""
     data = tmp_path / "images"
     shutil.copytree(images, data)
-    monkeypatch.setattr(loop, "build_loss", lambda c, distributed: SignalAtCall(4, 15))
+    monkeypatch.setattr(loop, "build_loss", lambda c, **_: SignalAtCall(4, 15))
     run = tmp_path / "run"
     with pytest.raises(Preempted):
         train(tiny(data), run, progress=False)
-    monkeypatch.setattr(loop, "build_loss", lambda c, distributed: SignalAtCall(None, 0))
+    monkeypatch.setattr(loop, "build_loss", lambda c, **_: SignalAtCall(None, 0))
     return run
 
 
