@@ -278,4 +278,4 @@ def test_torchrun_two_cpu_processes_train_digits(tmp_path: Path) -> None:
     else:
         assert not (out / "tensorboard").exists()
         assert result.stderr.count(TENSORBOARD_MISSING) == 1  # rank 0 only
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt", "prev.pt"]
