@@ -113,14 +113,14 @@ class CrashError(Exception):
 
 
 def _crash_after_saving_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    real = loop.save_checkpoint
+    real = loop.save_rotating  # last.pt is written by rotation (prev.pt kept)
 
     def save_then_crash(path, content):
         real(path, content)
         if content["step"] == step:
             raise CrashError
 
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(loop, "save_rotating", save_then_crash)
 
 
 @pytest.mark.parametrize(
