@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from torch import nn
 
+from supcon.data.benchmarks import BENCHMARKS, load_benchmark
 from supcon.data.digits import load_digits_splits
 from supcon.data.sources import (
     EVAL_SPLITS,
@@ -101,6 +102,8 @@ def load_splits(config: DataConfig, seed: int) -> tuple[Split, Split]:
         )
     elif config.dataset == "folder":
         train, test = _folder_splits(config, seed)
+    elif config.dataset in BENCHMARKS:
+        train, test = load_benchmark(config.dataset, config.root)
     else:
         train, test = _csv_splits(config, seed)
     if len(train) == 0:
