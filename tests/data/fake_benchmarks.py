@@ -115,8 +115,8 @@ def make_cifar(root: Path, fine: bool = False, per_batch: int = 4, seed: int = 0
     folder = root / ("cifar-100-python" if fine else "cifar-10-batches-py")
     folder.mkdir(parents=True, exist_ok=True)
 
-    def write(name: str, count: int, offset: int) -> None:
-        labels = [(offset + i) % classes for i in range(count)]
+    def write(name: str, count: int, offset: int, repeat: int = 1) -> None:
+        labels = [(offset + i // repeat) % classes for i in range(count)]
         data = rng.integers(0, 256, (count, 3072), dtype=np.uint8)
         data[:, 0] = labels  # the first red pixel encodes the label, for checks
         batch = {"data": data, "filenames": [f"img_{offset + i}.png" for i in range(count)]}
@@ -128,14 +128,14 @@ def make_cifar(root: Path, fine: bool = False, per_batch: int = 4, seed: int = 0
 
     if fine:
         write("train", 5 * per_batch, 0)
-        write("test", per_batch, 7)
+        write("test", per_batch, 7, repeat=2)
         meta = {"fine_label_names": [f"fine_{k}" for k in range(100)]}
         meta["coarse_label_names"] = [f"coarse_{k}" for k in range(20)]
         meta_name = "meta"
     else:
         for b in range(1, 6):
             write(f"data_batch_{b}", per_batch, (b - 1) * per_batch)
-        write("test_batch", per_batch, 3)
+        write("test_batch", per_batch, 3, repeat=2)
         meta = {"label_names": [f"name_{k}" for k in range(10)], "num_vis": 3072}
         meta_name = "batches.meta"
     with (folder / meta_name).open("wb") as handle:

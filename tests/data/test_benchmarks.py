@@ -85,6 +85,7 @@ def test_cifar_pickles(tmp_path: Path, fine: bool) -> None:
         assert image.shape == (32, 32, 3) and image[0, 0, 0] == split.labels[1]
     expected = list(range(20)) if fine else [i % 10 for i in range(20)]
     assert train.labels.tolist() == expected
+    assert test.labels.tolist() == ([7, 7, 8, 8] if fine else [3, 3, 4, 4])
 
 
 def test_fewshot_csv_base_and_novel(tmp_path: Path) -> None:
