@@ -54,6 +54,7 @@ class ArraySplit:
         images: ``(N, H, W, C)`` uint8 tensor.
         labels: ``(N,)`` int64 class ids.
         class_names: Name of each class id.
+        mode: PIL mode images are served in: ``"RGB"`` or ``"L"`` (grayscale).
     """
 
     images: torch.Tensor
@@ -61,6 +62,7 @@ class ArraySplit:
     class_names: tuple[str, ...]
     is_query: np.ndarray | None = None
     is_gallery: np.ndarray | None = None
+    mode: str = "RGB"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -70,8 +72,9 @@ class ArraySplit:
         return bool(len(self.labels)) and bool((self.labels >= 0).all())
 
     def load(self, index: int) -> Image.Image:
-        """Image ``index`` as an RGB PIL image."""
-        return Image.fromarray(self.images[index].numpy())
+        """Image ``index`` as a PIL image in :attr:`mode`."""
+        image = Image.fromarray(self.images[index].numpy())
+        return image if self.mode == "RGB" else image.convert(self.mode)
 
 
 Splits = tuple[FileSplit | ArraySplit, FileSplit | ArraySplit]

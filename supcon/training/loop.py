@@ -9,6 +9,7 @@ loss contrasts the whole batch and only rank 0 writes to the run directory.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,16 +25,18 @@ from tqdm import tqdm
 from supcon.builders import (
     build_batch_sampler,
     build_loss,
+    build_memory,
     build_miner,
     build_model,
     build_optimizer,
 )
-from supcon.config import Config, config_to_dict, config_to_yaml
+from supcon.config import Config, config_to_dict, config_to_yaml, resolve_defaults
 from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
+from supcon.data.build import describe_transforms
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import load_checkpoint, save_checkpoint
-from supcon.training.contrast import batch_loss
+from supcon.training.criterion import average_loss_gradients, step_loss
 from supcon.training.distributed import (
     broadcast_buffers,
     get_rank,
@@ -47,7 +50,7 @@ from supcon.training.gradcache import cached_backward
 from supcon.training.logging import RunLog, provenance
 from supcon.training.monitor import diagnose, warn_if_collapsed
 from supcon.training.optim import build_scheduler, set_backbone_frozen
-from supcon.training.sampling import SkipBatches
+from supcon.training.sampling import EpochBatches
 from supcon.training.state import Progress, capture_rng, restore_rng
 
 
@@ -81,6 +84,7 @@ def _wrap(model: nn.Module, device: torch.device, compile_model: bool) -> tuple[
 
 def _checkpoint(
     model: nn.Module,
+    criterion: dict[str, nn.Module | None],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
@@ -92,6 +96,7 @@ def _checkpoint(
     """Everything ``--resume`` needs, plus what :func:`supcon.runs.load_run` reads."""
     return {
         "model": model.state_dict(),
+        **{name: part.state_dict() for name, part in criterion.items() if part is not None},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
@@ -134,6 +139,13 @@ def train(
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     rank, world = get_rank(), get_world_size()
+    if config.data.color_jitter is not None and rank == 0:
+        print(
+            "supcon train: data.color_jitter is deprecated; use augment.jitter (it is applied "
+            "as augment.jitter when the preset has colour jitter, else ignored)",
+            file=sys.stderr,
+        )
+    config = resolve_defaults(config)  # the run directory records the automatic choices
     if launched_by_torchrun() and world == 1:
         raise TrainingError(
             "started by torchrun but no process group is initialised; call train() inside "
@@ -150,6 +162,13 @@ def train(
     # Data: held-out split for evaluation, per-sample-seeded views, this rank's batch order.
     train_split, test_split = load_splits(config.data, tc.seed)
     if config.loss.use_labels and not train_split.labeled:
+        from supcon.losses.registry import losses
+
+        if losses()[config.loss.name].class_based:
+            raise TrainingError(
+                f"loss.name={config.loss.name} learns one weight per class, so it needs "
+                "labeled training data; add a label column or choose loss.name=supcon"
+            )
         raise TrainingError(
             "the training data has no labels; set loss.use_labels=false to train NT-Xent on "
             "augmentation pairs, or add a label column"
@@ -166,13 +185,31 @@ def train(
     # Model, loss, optimizer, schedule.
     in_chans = input_channels(config.data)
     model = build_model(config.model, in_chans, pretrained=False if resume else None)
-    train_transform, eval_transform = build_transforms(config.data, model.backbone)
+    train_transform, eval_transform = build_transforms(
+        config.data,
+        model.backbone,
+        config.augment,
+        use_labels=config.loss.use_labels,
+        resize=config.eval.resize,
+    )
     dataset = MultiViewDataset(train_split, train_transform, views, seed=tc.seed)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
-    loss_fn = build_loss(config.loss, distributed=world > 1)
-    miner = build_miner(config.miner, distributed=world > 1)
-    optimizer = build_optimizer(config.optim, model)
+    num_classes = int(train_split.labels.max()) + 1 if train_split.labeled else None
+    loss_fn = build_loss(
+        config.loss,
+        distributed=world > 1,
+        num_classes=num_classes,
+        embedding_size=model.head_dim,
+    ).to(device)
+    memory = build_memory(config.loss, model.head_dim)
+    if memory is not None:
+        memory.to(device)
+    criterion = {"loss": loss_fn, "memory": memory}
+    # supcon mines this rank's anchors itself; a PML loss sees the gathered batch.
+    gathers = getattr(loss_fn, "gather_distributed", False)
+    miner = build_miner(config.miner, distributed=world > 1 and gathers)
+    optimizer = build_optimizer(config.optim, model, loss_fn)
     scheduler = build_scheduler(
         optimizer,
         total_steps=tc.epochs * steps_per_epoch,
@@ -182,10 +219,14 @@ def train(
     scaler = grad_scaler(device, tc.precision)
     amp = lambda: autocast(device, tc.precision)  # noqa: E731
 
+    memory_start = config.loss.memory_start_epoch
     state = Progress()
     if resume:
         saved = load_checkpoint(checkpoints / "last.pt", map_location="cpu")
         model.load_state_dict(saved["model"])
+        for name, part in criterion.items():
+            if part is not None and name in saved:
+                part.load_state_dict(saved[name])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
@@ -199,8 +240,9 @@ def train(
             )
 
     def contrastive_loss(embeddings: Tensor, labels: Tensor | None) -> Tensor:
-        """:func:`batch_loss`, refusing non-finite values (nothing is updated then)."""
-        loss = batch_loss(loss_fn, embeddings, labels, views, miner)
+        """:func:`step_loss`, refusing non-finite values (nothing is updated then)."""
+        refs = memory if memory is not None and state.epoch >= memory_start else None
+        loss = step_loss(loss_fn, embeddings, labels, views, miner, refs)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"loss became {loss.item()} at step {state.step + 1}; lower optim.lr, set "
@@ -218,12 +260,18 @@ def train(
             meta["resumed_at_step"] = state.step
         atomic_write_json(run_dir / "meta.json", meta)
         atomic_write_json(run_dir / "classes.json", {"classes": list(train_split.class_names)})
+        atomic_write_text(
+            run_dir / "augment.txt",
+            describe_transforms(
+                config.augment, config.eval.resize, train_transform, eval_transform
+            ),
+        )
     logs = RunLog(run_dir, enabled=is_main, tensorboard=tc.tensorboard, resume_step=state.step)
 
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
         if is_main:
             content = _checkpoint(
-                model, optimizer, scheduler, scaler, state, config, in_chans,
+                model, criterion, optimizer, scheduler, scaler, state, config, in_chans,
                 train_split.class_names,
             )  # fmt: skip
             if metrics is not None:
@@ -256,6 +304,19 @@ def train(
                 save("best.pt", metrics)
         return metrics
 
+    # One loader for the whole run: its workers live across epochs; the epoch travels with
+    # each index, so per-sample augmentation seeds stay exact.
+    epoch_batches = EpochBatches(batches)
+    workers = config.data.num_workers
+    loader = DataLoader(
+        dataset,
+        batch_sampler=epoch_batches,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(tc.seed),  # leaves the global RNG alone
+    )
+
     start = time.perf_counter()
     try:
         for epoch in range(state.epoch, tc.epochs):
@@ -267,14 +328,7 @@ def train(
             encode = lambda x, m=train_model: m(x, output="head")  # noqa: E731
             no_sync = ddp.no_sync if ddp is not None else None
             dataset.set_epoch(epoch)
-            batches.set_epoch(epoch)
-            loader = DataLoader(
-                dataset,
-                batch_sampler=SkipBatches(batches, state.batch),
-                num_workers=config.data.num_workers,
-                pin_memory=device.type == "cuda",
-                generator=torch.Generator().manual_seed(tc.seed + epoch),
-            )
+            epoch_batches.set_epoch(epoch, skip=state.batch)
             bar = tqdm(
                 loader,
                 desc=f"epoch {epoch + 1}/{tc.epochs}",
@@ -307,6 +361,7 @@ def train(
                         no_sync=no_sync,
                         buffers=model,
                     )
+                average_loss_gradients(loss_fn)
                 grad_norm = None
                 if config.optim.clip_grad_norm is not None:
                     scaler.unscale_(optimizer)
@@ -316,6 +371,10 @@ def train(
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
+                if memory is not None and epoch >= memory_start:  # after the step (XBM)
+                    memory.enqueue(
+                        embeddings.detach().view(-1, views, embeddings.shape[-1]), labels
+                    )
                 state.step += 1
                 state.batch += 1
 
