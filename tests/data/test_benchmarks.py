@@ -155,7 +155,7 @@ def test_missing_root_and_partly_extracted_archive(tmp_path: Path) -> None:
 def test_data_channels_reach_the_benchmark_splits(tmp_path: Path, channels: int) -> None:
     make_cifar(tmp_path / "cifar", per_batch=2)
     make_omniglot(tmp_path / "omniglot", characters=2, drawers=2)
-    for dataset in ("cifar10", "omniglot"):
-        raw = {"dataset": dataset, "root": str(tmp_path / dataset[:7]), "channels": channels}
+    for dataset, folder in (("cifar10", "cifar"), ("omniglot", "omniglot")):
+        raw = {"dataset": dataset, "root": str(tmp_path / folder), "channels": channels}
         train, test = load_splits(config_from_dict({"data": raw}).data, seed=0)
         assert train.load(0).mode == test.load(0).mode == ("L" if channels == 1 else "RGB")
