@@ -140,3 +140,14 @@ def test_recipe_on_a_missing_root_names_the_file(tmp_path: Path) -> None:
     config = load_config(path, [*_scaled_down(path), f"data.root={tmp_path}"])
     with pytest.raises(DataError, match=r"images.txt' is missing.*published at"):
         train(config, tmp_path / "run", progress=False)
+
+
+def test_cli_names_the_first_missing_file_of_a_partly_extracted_archive(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    make_sop(tmp_path / "sop", classes=4, per_class=2)
+    (tmp_path / "sop" / "Ebay_test.txt").unlink()
+    args = ["train", str(RECIPES / "sop_vits16.yaml"), f"data.root={tmp_path / 'sop'}"]
+    assert main([*args, "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Ebay_test.txt' is missing" in err[0], err
