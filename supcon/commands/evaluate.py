@@ -12,9 +12,11 @@ import numpy as np
 
 from supcon.commands._evaldata import add_data_arguments, embed_items, load_items, resolve_device
 from supcon.errors import UserError
+from supcon.outputs import add_force_argument
 
 GRID_QUERIES = 8
 GRID_NEIGHBOURS = 8
+PLOT_NAMES = ("recall_at_k.png", "retrieval_grid.png")
 
 
 def _curve_ks(longest: int) -> list[int]:
@@ -80,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     from supcon.evaluation import retrieval_metrics
     from supcon.evaluation.plots import recall_curve
     from supcon.io import atomic_write_json
-    from supcon.reporting import format_table, metrics_table
+    from supcon.outputs import EVAL_REPORT, check_outputs, check_plot_folder, run_inputs
+    from supcon.reporting import escape, format_table, metrics_table
     from supcon.runs import load_run
 
     if args.linear_probe and args.split == "all" and args.data is None:
@@ -88,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
             "--linear-probe fits on the run's training split, so it cannot be scored on "
             "--split all; drop --split all (held-out split) or pass --data"
         )
+    inputs = [*run_inputs(args.run), args.data]
+    if args.json:
+        check_outputs([(args.json, EVAL_REPORT)], option="--json", force=args.force, inputs=inputs)
+    if args.plots:
+        check_plot_folder(args.plots, PLOT_NAMES, force=args.force, inputs=inputs)
     device = resolve_device(args.device)
     started = time.perf_counter()
     loaded = load_run(args.run, device=device)
@@ -123,10 +131,14 @@ def run(args: argparse.Namespace) -> int:
         ]
         print()
         print(format_table(rows, ["class", "queries", "recall@1", "map@r"]))
-    print(f"{len(data.labels)} images from {description}  ({time.perf_counter() - started:.1f} s)")
+    print(
+        f"{len(data.labels)} images from {escape(description)}  "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
 
     if args.json:
         report = {
+            "format": "supcon-eval/1",
             "metrics": metrics,
             "data": description,
             "model": data.model,
@@ -137,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
                 _class_name(data.class_names, label): row for label, row in per_class.items()
             }
         atomic_write_json(args.json, report)
-        print(f"metrics written to {args.json}")
+        print(f"metrics written to {escape(args.json)}")
     if args.plots:
         plots = Path(args.plots)
         curve = retrieval_metrics(
@@ -157,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         name = checkpoint.parent.parent.name if checkpoint.parent.name == "checkpoints" else ""
         recall_curve({name or checkpoint.stem: points}, path=plots / "recall_at_k.png")
         _grid(data, items, plots / "retrieval_grid.png")
-        print(f"plots written to {plots}/recall_at_k.png and {plots}/retrieval_grid.png")
+        print(f"plots written to {escape(plots)}/recall_at_k.png and retrieval_grid.png")
     return 0
 
 
@@ -195,4 +207,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1.0,
         help="inverse L2 strength of the linear probe (scikit-learn's C, default 1)",
     )
+    add_force_argument(parser)
     parser.set_defaults(func=run)

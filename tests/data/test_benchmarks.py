@@ -159,3 +159,19 @@ def test_data_channels_reach_the_benchmark_splits(tmp_path: Path, channels: int)
         raw = {"dataset": dataset, "root": str(tmp_path / folder), "channels": channels}
         train, test = load_splits(config_from_dict({"data": raw}).data, seed=0)
         assert train.load(0).mode == test.load(0).mode == ("L" if channels == 1 else "RGB")
+
+
+def test_check_data_reads_benchmarks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from supcon.cli import main
+
+    recipe = tmp_path / "r.yaml"
+    make_cub(tmp_path / "cub", classes=4, per_class=2)
+    recipe.write_text(f"data: {{dataset: cub200, root: {tmp_path / 'cub'}}}\n")
+    assert main(["check-data", str(recipe), "--no-progress", "--workers", "1"]) == 0
+    assert "8 images checked (4 training, 4 held-out)" in capsys.readouterr().out
+    (tmp_path / "cub" / "images" / "003.Bird_3" / "Bird_3_0000.jpg").write_bytes(b"")
+    assert main(["check-data", str(recipe), "--no-progress", "--workers", "1"]) == 1
+    make_cifar(tmp_path / "cifar", per_batch=2)
+    args = ["check-data", str(recipe), "data.dataset=cifar10", f"data.root={tmp_path / 'cifar'}"]
+    assert main(args) == 0
+    assert "no image files to check" in capsys.readouterr().out
