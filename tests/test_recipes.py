@@ -6,6 +6,7 @@ batches), so what runs is the recipe as shipped, scaled down.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -151,3 +152,16 @@ def test_cli_names_the_first_missing_file_of_a_partly_extracted_archive(
     assert main([*args, "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Ebay_test.txt' is missing" in err[0], err
+
+
+def test_cifar_recipe_then_linear_probe(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = RECIPES / "cifar100_supcon.yaml"
+    overrides = [*_scaled_down(path), "data.dataset=cifar10", *FAKES["cifar10"](tmp_path / "d")]
+    train(load_config(path, overrides), tmp_path / "run", progress=False)
+    capsys.readouterr()
+    args = ["eval", str(tmp_path / "run"), "--linear-probe", "--no-progress"]
+    assert main([*args, "--json", str(tmp_path / "probe.json")]) == 0
+    metrics = json.loads((tmp_path / "probe.json").read_text())["metrics"]
+    # The fake CIFAR-10 has 20 training images in all 10 classes and 4 test images.
+    assert metrics["linear_probe_num_train"] == 20 and metrics["linear_probe_num_test"] == 4
+    assert metrics["linear_probe_classes"] == 10 and "recall@1" in metrics
