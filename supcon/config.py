@@ -31,9 +31,13 @@ class DataConfig:
     Attributes:
         dataset: ``"digits"`` (scikit-learn's bundled 8×8 digits, no download), ``"folder"``
             (``root/<class>/<image>``, or ``root/train`` + ``root/test|val`` trees) or ``"csv"``
-            (a manifest with columns ``path,label[,split,is_query,is_gallery]``).
-        root: Image folder (``folder``), or the folder CSV paths are relative to (``csv``;
-            default: the CSV's folder).
+            (a manifest with columns ``path,label[,split,is_query,is_gallery]``), or a
+            benchmark read from its official files under ``root`` with its standard split:
+            ``cub200``, ``cars196``, ``sop``, ``inshop``, ``cifar10``, ``cifar100``,
+            ``fewshot_csv`` (miniImageNet-style CSVs) or ``omniglot`` (see
+            :mod:`supcon.data.benchmarks`).
+        root: Image folder (``folder``), the folder CSV paths are relative to (``csv``;
+            default: the CSV's folder), or the folder a benchmark was extracted to.
         manifest: The CSV file (``csv``).
         split_by: How a held-out split is drawn when the data has none: ``"sample"`` (every
             class on both sides, stratified) or ``"class"`` (the last classes held out, as in
@@ -64,7 +68,19 @@ class DataConfig:
             elsewhere, ``../``).
     """
 
-    dataset: Literal["digits", "folder", "csv"] = "digits"
+    dataset: Literal[
+        "digits",
+        "folder",
+        "csv",
+        "cub200",
+        "cars196",
+        "sop",
+        "inshop",
+        "cifar10",
+        "cifar100",
+        "fewshot_csv",
+        "omniglot",
+    ] = "digits"
     root: str | None = None
     manifest: str | None = None
     split_by: Literal["sample", "class"] = "sample"
@@ -564,6 +580,7 @@ def validate(config: Config) -> list[str]:
     problems.extend(_validate_augment(config))
     problems.extend(_validate_channels(config))
     problems.extend(_validate_loss(config))
+    problems.extend(_validate_benchmarks(config))
     problems.extend(_validate_data_files(config))
     problems.extend(_validate_training(config))
     return problems
@@ -741,6 +758,26 @@ def _validate_loss(config: Config) -> list[str]:
             )
         )
     return [msg for ok, msg in checks if not ok]
+
+
+BENCHMARK_DATASETS = (
+    "cub200",
+    "cars196",
+    "sop",
+    "inshop",
+    "cifar10",
+    "cifar100",
+    "fewshot_csv",
+    "omniglot",
+)
+
+
+def _validate_benchmarks(config: Config) -> list[str]:
+    """A benchmark dataset needs the folder it was extracted to."""
+    data = config.data
+    if data.dataset in BENCHMARK_DATASETS and not data.root:
+        return [f"data.dataset={data.dataset} needs data.root, the folder it was extracted to"]
+    return []
 
 
 def _validate_data_files(config: Config) -> list[str]:

@@ -1,5 +1,5 @@
 """``supcon eval RUN_OR_CKPT [--data DIR_OR_CSV] [--split heldout|all] [--ks …] [--json OUT]
-[--plots DIR]``."""
+[--plots DIR] [--linear-probe]``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,20 @@ def _grid(data: Any, items: Any, path: Path) -> None:
     )
 
 
+def _linear_probe(loaded: Any, data: Any, args: argparse.Namespace, device: Any) -> dict:
+    """Fit a logistic regression on the run's training split, score it on ``data``."""
+    from supcon.data import load_splits
+    from supcon.evaluation.linear_probe import linear_probe
+
+    train_split, _ = load_splits(loaded.config.data, loaded.config.train.seed)
+    if not train_split.labeled:
+        raise UserError("--linear-probe needs a labelled training split; this run's has no labels")
+    train = embed_items(loaded, train_split, args, device)
+    return linear_probe(
+        train.embeddings, train.labels, data.embeddings, data.labels, c=args.probe_c
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Embed the evaluation images, print retrieval metrics, optionally write JSON and plots."""
     from supcon.evaluation import retrieval_metrics
@@ -72,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     from supcon.reporting import escape, format_table, metrics_table
     from supcon.runs import load_run
 
+    if args.linear_probe and args.split == "all" and args.data is None:
+        raise UserError(
+            "--linear-probe fits on the run's training split, so it cannot be scored on "
+            "--split all; drop --split all (held-out split) or pass --data"
+        )
     inputs = [*run_inputs(args.run), args.data]
     if args.json:
         check_outputs([(args.json, EVAL_REPORT)], option="--json", force=args.force, inputs=inputs)
@@ -97,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         device=device,
     )
     per_class = metrics.pop("per_class", None)
+    if args.linear_probe:
+        metrics.update(_linear_probe(loaded, data, args, device))
     print(metrics_table(metrics))
     if per_class:
         rows = [
@@ -173,6 +194,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
     parser.add_argument(
         "--plots", metavar="DIR", help="write recall_at_k.png and retrieval_grid.png here"
+    )
+    parser.add_argument(
+        "--linear-probe",
+        action="store_true",
+        help="also fit a logistic regression on frozen embeddings of the run's training split "
+        "and report its accuracy on the evaluated images (needs shared classes)",
+    )
+    parser.add_argument(
+        "--probe-c",
+        type=float,
+        default=1.0,
+        help="inverse L2 strength of the linear probe (scikit-learn's C, default 1)",
     )
     add_force_argument(parser)
     parser.set_defaults(func=run)
