@@ -9,6 +9,7 @@ problems in one :class:`ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -50,6 +51,17 @@ class DataConfig:
         mean: Per-channel normalisation mean (``channels`` values); ``null``: the backbone's
             timm default (averaged to one value for 1 channel).
         std: Per-channel normalisation standard deviation, like ``mean``.
+        on_bad_image: What to do with image files that cannot be used (empty, not an image,
+            truncated, over ``max_image_pixels``): ``"error"`` stops with the list of them;
+            ``"skip"`` checks every image before the first step, drops the bad ones and lists
+            them in ``skipped.csv`` in the run directory.
+        verify: Open every image once before training (in parallel) so a bad file stops the
+            run at once instead of when first drawn; implied by ``on_bad_image: skip``. The
+            same check as ``supcon check-data RECIPE``.
+        max_image_pixels: Largest image (width × height) accepted; ``null`` keeps Pillow's
+            decompression-bomb limit (89,478,485 pixels).
+        allow_outside_root: Accept manifest paths outside the image root (absolute paths
+            elsewhere, ``../``).
     """
 
     dataset: Literal["digits", "folder", "csv"] = "digits"
@@ -64,6 +76,10 @@ class DataConfig:
     channels: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    on_bad_image: Literal["error", "skip"] = "error"
+    verify: bool = False
+    max_image_pixels: int | None = None
+    allow_outside_root: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,12 +124,31 @@ class LossConfig:
         contrast_mode: ``"all"`` or ``"one"``.
         use_labels: ``True``: positives share a label (SupCon); ``False``: positives are the
             other views of the same image (SimCLR NT-Xent).
+        name: ``"supcon"`` (this package's loss; the keys above and below configure it) or
+            any PML loss by snake_case name (``"arcface"``, ``"proxy_anchor"``,
+            ``"multi_similarity"``, ``"triplet_margin"``, ...; see
+            ``supcon.losses.registry.losses()``).
+        args: Constructor arguments of a PML loss, e.g. ``{margin: 28.6, scale: 64}`` for
+            ``arcface``. ``num_classes`` and the embedding size are filled in.
+        hcl_beta: Hard-negative concentration β of HCL (``supcon`` only; 0: off).
+        path: ``"auto"``, ``"dense"``, ``"tiled"`` or ``"sparse"`` (mined pairs only):
+            which implementation computes ``supcon``.
+        block_size: Anchor rows per tile of the tiled path (``null``: automatic).
+        memory_size: Rows of a label-aware cross-batch memory (XBM; ``supcon`` only; 0: off).
+        memory_start_epoch: First epoch that uses and fills the memory.
     """
 
     temperature: float = 0.1
     base_temperature: float | None = None
     contrast_mode: Literal["all", "one"] = "all"
     use_labels: bool = True
+    name: str = "supcon"
+    args: dict[str, Any] = field(default_factory=dict)
+    hcl_beta: float = 0.0
+    path: Literal["auto", "dense", "tiled", "sparse"] = "auto"
+    block_size: int | None = None
+    memory_size: int = 0
+    memory_start_epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -160,6 +195,8 @@ class OptimConfig:
         clip_grad_norm: Clip the global gradient norm to this value (``null``: no clipping).
         freeze_backbone_epochs: Train only the head (and pooling) for this many epochs first;
             the backbone is frozen in eval mode (its BatchNorm statistics do not move either).
+        loss_lr: Peak learning rate of the loss's own parameters (proxies / class weights of
+            ``arcface``, ``proxy_anchor``, ...; no weight decay); ``null``: 10 × ``lr``.
     """
 
     name: Literal["adamw", "sgd"] = "adamw"
@@ -171,6 +208,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.01
     clip_grad_norm: float | None = None
     freeze_backbone_epochs: int = 0
+    loss_lr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +239,12 @@ class TrainConfig:
         diagnostics_every: Log embedding diagnostics (alignment, uniformity, positive and
             negative similarity, collapse) every this many steps (0: never).
         tensorboard: Also write TensorBoard scalars under ``tensorboard/`` (when installed).
+        on_nonfinite: What a step with a non-finite loss or gradient does: ``"stop"`` the run,
+            or ``"skip"`` the step (no update; optimizer, scheduler and scaler untouched).
+            Either way the step and its batch's sample ids are reported, and no non-finite
+            weight ever reaches a checkpoint.
+        max_nonfinite_steps: With ``on_nonfinite: skip``, stop after this many non-finite
+            steps in a row.
     """
 
     epochs: int = 20
@@ -218,6 +262,8 @@ class TrainConfig:
     log_every: int = 1
     diagnostics_every: int = 0
     tensorboard: bool = True
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    max_nonfinite_steps: int = 5
 
 
 @dataclass(frozen=True)
@@ -328,6 +374,8 @@ def _type_name(tp: Any) -> str:
 
 
 _MISSING = object()
+# Floats YAML 1.2 accepts but PyYAML's YAML 1.1 resolver leaves as strings ("3e-4", "1e6").
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
 def _coerce(value: Any, tp: Any) -> Any:
@@ -362,6 +410,8 @@ def _coerce(value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _YAML12_FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.2 reads 3e-4 and 1e6 as floats; PyYAML (1.1) does not
         return _MISSING
     if tp is str:
         return value if isinstance(value, str) else _MISSING
@@ -513,6 +563,28 @@ def validate(config: Config) -> list[str]:
     problems.extend(msg for ok, msg in checks if not ok)
     problems.extend(_validate_augment(config))
     problems.extend(_validate_channels(config))
+    problems.extend(_validate_loss(config))
+    problems.extend(_validate_data_files(config))
+    problems.extend(_validate_training(config))
+    return problems
+
+
+def best_metric_choices(ks: Sequence[int]) -> tuple[str, ...]:
+    """The metrics (higher is better) the training evaluation reports for cut-offs ``ks``."""
+    return (*(f"recall@{k}" for k in ks), "precision@1", "map@r", "r_precision")
+
+
+def _validate_training(config: Config) -> list[str]:
+    """Checks of the non-finite policy and of ``train.best_metric`` against ``eval.ks``."""
+    problems = []
+    if config.train.max_nonfinite_steps < 1:
+        problems.append("train.max_nonfinite_steps must be ≥ 1")
+    choices = best_metric_choices(config.eval.ks)
+    if config.train.best_metric and config.train.best_metric not in choices:
+        problems.append(
+            f"train.best_metric={config.train.best_metric!r} is not a metric the evaluation "
+            f"reports with eval.ks={list(config.eval.ks)}; choose one of {', '.join(choices)}"
+        )
     return problems
 
 
@@ -579,6 +651,104 @@ def resolve_defaults(config: Config) -> Config:
     return dataclasses.replace(
         config, augment=augment, data=data, eval=dataclasses.replace(config.eval, resize=resize)
     )
+
+
+def _validate_loss(config: Config) -> list[str]:
+    """The ``loss:`` name, arguments and options against each other and the recipe."""
+    from supcon.losses.registry import DEFAULT_LOSS, loss_problems, losses
+
+    loss, name = config.loss, config.loss.name
+    if name == DEFAULT_LOSS and loss.args:
+        return [
+            "loss.args is for PML losses; supcon is set with loss.temperature, "
+            "loss.base_temperature, loss.hcl_beta, loss.path, loss.block_size"
+        ]
+    problems = loss_problems(name, loss.args) if name != DEFAULT_LOSS else []  # PML: lazy
+    if problems:
+        return problems
+    checks = [
+        (loss.hcl_beta >= 0, "loss.hcl_beta must be ≥ 0"),
+        (loss.block_size is None or loss.block_size >= 1, "loss.block_size must be ≥ 1 or null"),
+        (loss.memory_size >= 0, "loss.memory_size must be ≥ 0 (0: no memory)"),
+        (
+            0 <= loss.memory_start_epoch < config.train.epochs,
+            "loss.memory_start_epoch must be in [0, train.epochs)",
+        ),
+        (
+            config.optim.loss_lr is None or config.optim.loss_lr >= 0,
+            "optim.loss_lr must be ≥ 0 or null",
+        ),
+    ]
+    if name == DEFAULT_LOSS:
+        checks += [
+            (
+                loss.path != "sparse" or (config.miner.name != "none" and loss.hcl_beta == 0),
+                "loss.path=sparse needs mined pairs (a miner.name) and loss.hcl_beta=0",
+            ),
+            (
+                loss.memory_size == 0 or config.miner.name == "none",
+                "loss.memory_size needs miner.name=none (mined pairs cannot reach the memory)",
+            ),
+        ]
+    else:
+        only_supcon = {
+            "temperature": loss.temperature != 0.1,
+            "base_temperature": loss.base_temperature is not None,
+            "contrast_mode": loss.contrast_mode != "all",
+            "hcl_beta": loss.hcl_beta != 0,
+            "path": loss.path != "auto",
+            "block_size": loss.block_size is not None,
+        }
+        for key, changed in only_supcon.items():
+            checks.append(
+                (
+                    not changed,
+                    f"loss.{key} applies to loss.name=supcon only; set {name}'s own options "
+                    "in loss.args",
+                )
+            )
+        if loss.memory_size:
+            from supcon.losses.pml_memory import memory_supported
+
+            rows = config.train.batch_size * config.data.views
+            supported = [n for n, s in losses().items() if memory_supported(s.cls.__name__)]
+            checks += [
+                (
+                    memory_supported(losses()[name].cls.__name__),
+                    f"loss.memory_size works with supcon and the PML losses "
+                    f"{', '.join(sorted(supported))}; not with {name}",
+                ),
+                (
+                    loss.memory_size >= rows,
+                    f"loss.memory_size must be ≥ train.batch_size × data.views = {rows} for "
+                    "a PML loss (PML's memory takes whole batches)",
+                ),
+                (
+                    config.miner.name == "none",
+                    "loss.memory_size needs miner.name=none (mined pairs cannot reach the memory)",
+                ),
+                (
+                    loss.use_labels,
+                    f"loss.memory_size with loss.name={name} needs labels (loss.use_labels=true); "
+                    "without labels use loss.name=supcon, whose memory rows are negatives",
+                ),
+            ]
+        checks.append(
+            (
+                loss.use_labels or not losses()[name].class_based,
+                f"loss.name={name} learns one weight per class, so it needs labels: set "
+                "loss.use_labels=true and train on labeled data",
+            )
+        )
+    return [msg for ok, msg in checks if not ok]
+
+
+def _validate_data_files(config: Config) -> list[str]:
+    """The bad-image policy keys: ``data.max_image_pixels``."""
+    limit = config.data.max_image_pixels
+    if limit is not None and limit < 1:
+        return [f"data.max_image_pixels must be ≥ 1 or null (Pillow's limit), got {limit}"]
+    return []
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
