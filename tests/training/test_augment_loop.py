@@ -83,12 +83,13 @@ def test_persistent_workers_resume_like_an_uninterrupted_run(
     train(straight, tmp_path / "straight", progress=False)
 
     workers = tiny(images, **settings, data={"num_workers": 2})
-    real_save = loop.save_rotating  # last.pt is written by rotation
+    real_save = loop.save_rotating  # how last.pt is written
 
-    def save_then_crash(path: Path, content: dict) -> None:
-        real_save(path, content)
+    def save_then_crash(path: Path, content: dict) -> Path:
+        saved = real_save(path, content)
         if content["step"] == 4:
             raise CrashError
+        return saved
 
     monkeypatch.setattr(loop, "save_rotating", save_then_crash)
     with pytest.raises(CrashError):
