@@ -51,6 +51,17 @@ class DataConfig:
         mean: Per-channel normalisation mean (``channels`` values); ``null``: the backbone's
             timm default (averaged to one value for 1 channel).
         std: Per-channel normalisation standard deviation, like ``mean``.
+        on_bad_image: What to do with image files that cannot be used (empty, not an image,
+            truncated, over ``max_image_pixels``): ``"error"`` stops with the list of them;
+            ``"skip"`` checks every image before the first step, drops the bad ones and lists
+            them in ``skipped.csv`` in the run directory.
+        verify: Open every image once before training (in parallel) so a bad file stops the
+            run at once instead of when first drawn; implied by ``on_bad_image: skip``. The
+            same check as ``supcon check-data RECIPE``.
+        max_image_pixels: Largest image (width × height) accepted; ``null`` keeps Pillow's
+            decompression-bomb limit (89,478,485 pixels).
+        allow_outside_root: Accept manifest paths outside the image root (absolute paths
+            elsewhere, ``../``).
     """
 
     dataset: Literal["digits", "folder", "csv"] = "digits"
@@ -65,6 +76,10 @@ class DataConfig:
     channels: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    on_bad_image: Literal["error", "skip"] = "error"
+    verify: bool = False
+    max_image_pixels: int | None = None
+    allow_outside_root: bool = False
 
 
 @dataclass(frozen=True)
@@ -549,6 +564,7 @@ def validate(config: Config) -> list[str]:
     problems.extend(_validate_augment(config))
     problems.extend(_validate_channels(config))
     problems.extend(_validate_loss(config))
+    problems.extend(_validate_data_files(config))
     problems.extend(_validate_training(config))
     return problems
 
@@ -647,7 +663,7 @@ def _validate_loss(config: Config) -> list[str]:
             "loss.args is for PML losses; supcon is set with loss.temperature, "
             "loss.base_temperature, loss.hcl_beta, loss.path, loss.block_size"
         ]
-    problems = loss_problems(name, loss.args)
+    problems = loss_problems(name, loss.args) if name != DEFAULT_LOSS else []  # PML: lazy
     if problems:
         return problems
     checks = [
@@ -682,7 +698,6 @@ def _validate_loss(config: Config) -> list[str]:
             "hcl_beta": loss.hcl_beta != 0,
             "path": loss.path != "auto",
             "block_size": loss.block_size is not None,
-            "memory_size": loss.memory_size != 0,
         }
         for key, changed in only_supcon.items():
             checks.append(
@@ -692,6 +707,32 @@ def _validate_loss(config: Config) -> list[str]:
                     "in loss.args",
                 )
             )
+        if loss.memory_size:
+            from supcon.losses.pml_memory import memory_supported
+
+            rows = config.train.batch_size * config.data.views
+            supported = [n for n, s in losses().items() if memory_supported(s.cls.__name__)]
+            checks += [
+                (
+                    memory_supported(losses()[name].cls.__name__),
+                    f"loss.memory_size works with supcon and the PML losses "
+                    f"{', '.join(sorted(supported))}; not with {name}",
+                ),
+                (
+                    loss.memory_size >= rows,
+                    f"loss.memory_size must be ≥ train.batch_size × data.views = {rows} for "
+                    "a PML loss (PML's memory takes whole batches)",
+                ),
+                (
+                    config.miner.name == "none",
+                    "loss.memory_size needs miner.name=none (mined pairs cannot reach the memory)",
+                ),
+                (
+                    loss.use_labels,
+                    f"loss.memory_size with loss.name={name} needs labels (loss.use_labels=true); "
+                    "without labels use loss.name=supcon, whose memory rows are negatives",
+                ),
+            ]
         checks.append(
             (
                 loss.use_labels or not losses()[name].class_based,
@@ -700,6 +741,14 @@ def _validate_loss(config: Config) -> list[str]:
             )
         )
     return [msg for ok, msg in checks if not ok]
+
+
+def _validate_data_files(config: Config) -> list[str]:
+    """The bad-image policy keys: ``data.max_image_pixels``."""
+    limit = config.data.max_image_pixels
+    if limit is not None and limit < 1:
+        return [f"data.max_image_pixels must be ≥ 1 or null (Pillow's limit), got {limit}"]
+    return []
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -92,7 +92,8 @@ def _check_resume_epochs(run_dir: Path, epochs: int, finished: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) from a recipe, print the held-out metrics table on rank 0."""
     from supcon.config import load_config
-    from supcon.reporting import metrics_table
+    from supcon.outputs import check_run_folder
+    from supcon.reporting import escape, metrics_table
     from supcon.training import distributed_session, train
     from supcon.training.distributed import broadcast_object, get_rank
     from supcon.training.lock import run_lock
@@ -119,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     with distributed_session(config.train.device), ExitStack() as held:
         if run_dir is None:  # rank 0's clock names the run for every rank
             run_dir = Path(str(broadcast_object(str(_default_run_dir(args.recipe)))))
+        if not args.resume:
+            check_run_folder(run_dir)
         held.enter_context(run_lock(run_dir))  # one writer; train() re-enters it
         finished = (run_dir / "metrics.json").exists()
         if finished and not args.resume:
@@ -151,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
                 print(metrics_table(metrics))
             else:
                 print("the held-out split has no labels, so no retrieval metrics were computed")
-            print(f"run directory: {run_dir}  ({elapsed:.1f} s)")
+            print(f"run directory: {escape(run_dir)}  ({elapsed:.1f} s)")
     return 0
 
 

@@ -33,6 +33,7 @@ from supcon.builders import (
 from supcon.config import Config, config_to_dict, config_to_yaml, resolve_defaults
 from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
 from supcon.data.build import describe_transforms
+from supcon.data.verify import screen_splits, write_skipped
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import (
@@ -206,6 +207,9 @@ def _train(
 
     # Data: held-out split for evaluation, per-sample-seeded views, this rank's batch order.
     train_split, test_split = load_splits(config.data, tc.seed)
+    train_split, test_split, bad_images = screen_splits(
+        config.data, train_split, test_split, progress=progress and is_main
+    )
     if config.loss.use_labels and not train_split.labeled:
         from supcon.losses.registry import losses
 
@@ -302,8 +306,8 @@ def _train(
         """:func:`step_loss`; the guard decides what a non-finite value does."""
         if not bool(torch.isfinite(embeddings.detach()).all()):  # forward overflowed
             return (embeddings * float("nan")).sum()  # NaN loss, still in the graph
-        refs = memory if memory is not None and state.epoch >= memory_start else None
-        return step_loss(loss_fn, embeddings, labels, views, miner, refs)
+        use_memory = state.epoch >= memory_start
+        return step_loss(loss_fn, embeddings, labels, views, miner, memory, use_memory)
 
     guard = NonFiniteGuard(tc.on_nonfinite, tc.max_nonfinite_steps, state.nonfinite_in_row)
     probe: Tensor | None = None  # a few images of the latest batch, to check checkpoints with
@@ -334,6 +338,7 @@ def _train(
                 config.augment, config.eval.resize, train_transform, eval_transform
             ),
         )
+        write_skipped(run_dir, bad_images)
     logs = RunLog(run_dir, enabled=is_main, tensorboard=tc.tensorboard, resume_step=state.step)
 
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
