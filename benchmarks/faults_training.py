@@ -5,7 +5,7 @@ Each ``check_*()`` returns rows ``{"fault", "injected", "handled", "lost", "deta
 wrong result. ``benchmarks/faults.py`` collects these functions (with those of the other
 ``faults_*`` modules) into one table; run alone, this module prints its own rows:
 
-    nice -n 10 python benchmarks/faults_training.py [--kills 2] [--seed 0]
+    nice -n 10 python benchmarks/faults_training.py [--kills 1] [--seed 0]
 
 Every run trains ``test_resnet`` on the bundled digits (10 steps of 256 images), so nothing
 is downloaded. A resumed run counts as handled only when its final weights, optimizer state,
