@@ -459,6 +459,8 @@ def _train(
                     state.skipped_steps += 1
                     if buffers is not None:
                         restore_buffers(watched, buffers)
+                    if scaler.is_enabled():  # forget an unscale_ of this step; keep the scale
+                        scaler._per_optimizer_states.clear()
                 else:
                     scaler.step(optimizer)
                     scaler.update()
