@@ -9,6 +9,7 @@ problems in one :class:`ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -238,6 +239,12 @@ class TrainConfig:
         diagnostics_every: Log embedding diagnostics (alignment, uniformity, positive and
             negative similarity, collapse) every this many steps (0: never).
         tensorboard: Also write TensorBoard scalars under ``tensorboard/`` (when installed).
+        on_nonfinite: What a step with a non-finite loss or gradient does: ``"stop"`` the run,
+            or ``"skip"`` the step (no update; optimizer, scheduler and scaler untouched).
+            Either way the step and its batch's sample ids are reported, and no non-finite
+            weight ever reaches a checkpoint.
+        max_nonfinite_steps: With ``on_nonfinite: skip``, stop after this many non-finite
+            steps in a row.
     """
 
     epochs: int = 20
@@ -255,6 +262,8 @@ class TrainConfig:
     log_every: int = 1
     diagnostics_every: int = 0
     tensorboard: bool = True
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    max_nonfinite_steps: int = 5
 
 
 @dataclass(frozen=True)
@@ -365,6 +374,8 @@ def _type_name(tp: Any) -> str:
 
 
 _MISSING = object()
+# Floats YAML 1.2 accepts but PyYAML's YAML 1.1 resolver leaves as strings ("3e-4", "1e6").
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
 def _coerce(value: Any, tp: Any) -> Any:
@@ -399,6 +410,8 @@ def _coerce(value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _YAML12_FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.2 reads 3e-4 and 1e6 as floats; PyYAML (1.1) does not
         return _MISSING
     if tp is str:
         return value if isinstance(value, str) else _MISSING
@@ -552,6 +565,26 @@ def validate(config: Config) -> list[str]:
     problems.extend(_validate_channels(config))
     problems.extend(_validate_loss(config))
     problems.extend(_validate_data_files(config))
+    problems.extend(_validate_training(config))
+    return problems
+
+
+def best_metric_choices(ks: Sequence[int]) -> tuple[str, ...]:
+    """The metrics (higher is better) the training evaluation reports for cut-offs ``ks``."""
+    return (*(f"recall@{k}" for k in ks), "precision@1", "map@r", "r_precision")
+
+
+def _validate_training(config: Config) -> list[str]:
+    """Checks of the non-finite policy and of ``train.best_metric`` against ``eval.ks``."""
+    problems = []
+    if config.train.max_nonfinite_steps < 1:
+        problems.append("train.max_nonfinite_steps must be ≥ 1")
+    choices = best_metric_choices(config.eval.ks)
+    if config.train.best_metric and config.train.best_metric not in choices:
+        problems.append(
+            f"train.best_metric={config.train.best_metric!r} is not a metric the evaluation "
+            f"reports with eval.ks={list(config.eval.ks)}; choose one of {', '.join(choices)}"
+        )
     return problems
 
 
@@ -630,7 +663,7 @@ def _validate_loss(config: Config) -> list[str]:
             "loss.args is for PML losses; supcon is set with loss.temperature, "
             "loss.base_temperature, loss.hcl_beta, loss.path, loss.block_size"
         ]
-    problems = loss_problems(name, loss.args)
+    problems = loss_problems(name, loss.args) if name != DEFAULT_LOSS else []  # PML: lazy
     if problems:
         return problems
     checks = [
@@ -665,7 +698,6 @@ def _validate_loss(config: Config) -> list[str]:
             "hcl_beta": loss.hcl_beta != 0,
             "path": loss.path != "auto",
             "block_size": loss.block_size is not None,
-            "memory_size": loss.memory_size != 0,
         }
         for key, changed in only_supcon.items():
             checks.append(
@@ -675,6 +707,32 @@ def _validate_loss(config: Config) -> list[str]:
                     "in loss.args",
                 )
             )
+        if loss.memory_size:
+            from supcon.losses.pml_memory import memory_supported
+
+            rows = config.train.batch_size * config.data.views
+            supported = [n for n, s in losses().items() if memory_supported(s.cls.__name__)]
+            checks += [
+                (
+                    memory_supported(losses()[name].cls.__name__),
+                    f"loss.memory_size works with supcon and the PML losses "
+                    f"{', '.join(sorted(supported))}; not with {name}",
+                ),
+                (
+                    loss.memory_size >= rows,
+                    f"loss.memory_size must be ≥ train.batch_size × data.views = {rows} for "
+                    "a PML loss (PML's memory takes whole batches)",
+                ),
+                (
+                    config.miner.name == "none",
+                    "loss.memory_size needs miner.name=none (mined pairs cannot reach the memory)",
+                ),
+                (
+                    loss.use_labels,
+                    f"loss.memory_size with loss.name={name} needs labels (loss.use_labels=true); "
+                    "without labels use loss.name=supcon, whose memory rows are negatives",
+                ),
+            ]
         checks.append(
             (
                 loss.use_labels or not losses()[name].class_based,
