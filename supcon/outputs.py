@@ -236,7 +236,7 @@ def check_embedding_outputs(
 
 #: Entries that mark a folder as a supcon run directory.
 #: (".lock" alone: a run that has just started.)
-RUN_MARKERS = ("config.yaml", "checkpoints", "meta.json", "metrics.json", ".lock")
+RUN_MARKERS = ("config.yaml", "checkpoints", "meta.json", "metrics.json", "log.csv", ".lock")
 
 
 def check_run_folder(run_dir: str | Path) -> None:

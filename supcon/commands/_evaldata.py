@@ -106,6 +106,7 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
         items = read_csv_manifest(path, allow_outside_root=outside).files
     else:
         raise UserError(f"--data {data!r} must be an image folder or a .csv manifest")
+    items = dataclasses.replace(items, max_pixels=run.config.data.max_image_pixels)
     return with_channels(items, input_channels(run.config.data)), str(path)
 
 
