@@ -1,0 +1,135 @@
+"""Retrieval post-processing on unit embeddings: α-query expansion and database-side augmentation.
+
+Both replace a vector by a weighted mean of itself and its nearest gallery neighbours, then
+re-normalise (Radenović, Tolias & Chum, "Fine-tuning CNN image retrieval with no human
+annotation", TPAMI 2018, §5.1):
+
+* **αQE** (query side): ``q' ∝ q + Σ_{i≤n} max(s_i, 0)^α · g_i``, with ``g_1..g_n`` the query's
+  ``n`` nearest gallery items and ``s_i`` their cosine similarities. ``α = 0`` is average
+  query expansion (Chum et al. 2007); larger ``α`` trusts close neighbours more.
+* **DBA** (database side): every gallery item ``g`` becomes ``g' ∝ g + Σ_{i≤n} max(s_i,0)^α ·
+  g_i`` over its ``n`` nearest *other* gallery items, computed once, offline.
+
+Neighbours come from exact inner-product search (FAISS ``IndexFlatIP``). When queries are
+themselves gallery items (leave-one-out), pass ``exclude`` so a query never expands with itself.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import torch
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def _unit(x: ArrayLike, name: str) -> np.ndarray:
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.ndim != 2 or len(arr) == 0:
+        raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {arr.shape}")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} has NaN or inf values; drop or fix those rows first")
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    return np.ascontiguousarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def _check(n: int, alpha: float, available: int, what: str) -> None:
+    if n < 1:
+        raise ValueError(f"the number of {what} neighbours must be ≥ 1, got {n}")
+    if n > available:
+        raise ValueError(
+            f"{what} with {n} neighbours needs a gallery of more than {n} items, but only "
+            f"{available} can be used; lower it to at most {available}"
+        )
+    if not np.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"alpha must be a finite number ≥ 0, got {alpha}")
+
+
+def _neighbours(
+    query: np.ndarray, gallery: np.ndarray, n: int, exclude: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``n`` gallery rows per query by inner product, skipping ``exclude[i]`` for query i."""
+    index = faiss.IndexFlatIP(gallery.shape[1])
+    index.add(gallery)
+    depth = n + (exclude is not None)
+    scores, rows = index.search(query, depth)
+    if exclude is None:
+        return scores, rows
+    keep = rows != np.asarray(exclude, dtype=np.int64)[:, None]
+    # Drop the excluded row where it appears, else the last one: n columns remain per query.
+    keep[keep.all(axis=1), -1] = False
+    return scores[keep].reshape(len(query), n), rows[keep].reshape(len(query), n)
+
+
+def expand(
+    base: np.ndarray, neighbours: np.ndarray, scores: np.ndarray, alpha: float
+) -> np.ndarray:
+    """``normalise(base + Σ_i max(s_i, 0)^α · neighbour_i)``, row by row.
+
+    Args:
+        base: ``(N, D)`` unit vectors.
+        neighbours: ``(N, n, D)`` their neighbours' vectors.
+        scores: ``(N, n)`` cosine similarities of ``base`` to each neighbour.
+        alpha: Weight exponent ``α ≥ 0`` (``0**0 = 1``: average expansion at ``α = 0``).
+
+    Returns:
+        ``(N, D)`` float32 unit vectors.
+    """
+    weights = np.maximum(scores, 0.0).astype(np.float32) ** np.float32(alpha)
+    out = base + np.einsum("qn,qnd->qd", weights, neighbours)
+    return (out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def query_expansion(
+    query: ArrayLike,
+    gallery: ArrayLike,
+    n: int,
+    alpha: float = 3.0,
+    *,
+    exclude: ArrayLike | None = None,
+) -> np.ndarray:
+    """α-query expansion: each query becomes the weighted mean of itself and its top-``n``.
+
+    Args:
+        query: ``(Nq, D)`` query embeddings (L2-normalised here).
+        gallery: ``(Ng, D)`` gallery embeddings (L2-normalised here), possibly already
+            augmented by :func:`database_augmentation`.
+        n: Neighbours to expand with (``1 ≤ n < Ng`` with ``exclude``, ``≤ Ng`` without).
+        alpha: Weight exponent ``α ≥ 0`` (Radenović et al. use 3).
+        exclude: ``(Nq,)`` gallery row that query ``i`` must not use (itself, in
+            leave-one-out), or ``None``.
+
+    Returns:
+        ``(Nq, D)`` float32 unit vectors.
+
+    Raises:
+        ValueError: for bad shapes, ``n`` out of range or ``alpha < 0``.
+    """
+    q, g = _unit(query, "query"), _unit(gallery, "gallery")
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"query has dimension {q.shape[1]}, gallery {g.shape[1]}")
+    _check(n, alpha, len(g) - (exclude is not None), "query expansion")
+    scores, rows = _neighbours(q, g, n, None if exclude is None else np.asarray(exclude))
+    return expand(q, g[rows], scores, alpha)
+
+
+def database_augmentation(gallery: ArrayLike, n: int, alpha: float = 3.0) -> np.ndarray:
+    """Database-side augmentation: each gallery item becomes the weighted mean of itself and
+    its ``n`` nearest other gallery items.
+
+    Args:
+        gallery: ``(Ng, D)`` embeddings (L2-normalised here).
+        n: Neighbours per item (``1 ≤ n < Ng``).
+        alpha: Weight exponent ``α ≥ 0``.
+
+    Returns:
+        ``(Ng, D)`` float32 unit vectors.
+
+    Raises:
+        ValueError: for bad shapes, ``n`` out of range or ``alpha < 0``.
+    """
+    g = _unit(gallery, "gallery")
+    _check(n, alpha, len(g) - 1, "database augmentation")
+    scores, rows = _neighbours(g, g, n, np.arange(len(g)))
+    return expand(g, g[rows], scores, alpha)
