@@ -459,7 +459,9 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> Expor
     if meta["kind"] == "onnx":
         model: nn.Module = OnnxEmbedder(path, device)
     else:
-        model = torch.jit.load(str(path), map_location=torch.device(device)).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit is deprecated"
+            model = torch.jit.load(str(path), map_location=torch.device(device)).eval()
     return ExportedModel(
         model=model,
         eval_transform=transform_from_steps(meta["transform"]["steps"]),

@@ -278,20 +278,11 @@ class SearchIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Shortlist from the approximate index, re-scored with the exact vectors."""
         inner = faiss.downcast_index(self.index.index)
-        if isinstance(inner, faiss.IndexRefine):
-            approx, store = (
-                faiss.downcast_index(inner.base_index),
-                faiss.downcast_index(inner.refine_index),
-            )
-        else:
-            approx = store = inner
-        if self.params.kind == "ivf" and not getattr(self, "_direct_map", False):
-            faiss.extract_index_ivf(store).make_direct_map()
-            self._direct_map = True
+        refined = isinstance(inner, faiss.IndexRefine)
+        approx = faiss.downcast_index(inner.base_index) if refined else inner
         _, rows = approx.search(q, shortlist)
         found = rows >= 0
-        vectors = store.reconstruct_batch(np.where(found, rows, 0).reshape(-1))
-        exact = np.einsum("qd,qkd->qk", q, vectors.reshape(*rows.shape, -1))
+        exact = np.einsum("qd,qkd->qk", q, self.vectors(rows))
         exact = np.where(found, exact, -np.inf).astype(np.float32)
         order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
         scores = np.take_along_axis(exact, order, axis=1)
