@@ -110,11 +110,6 @@ def _search(index: Any, emb: np.ndarray, args: argparse.Namespace) -> tuple[np.n
 
     from supcon.evaluation.postprocess import expand
 
-    if args.qe is not None and args.qe > len(index):
-        raise UserError(
-            f"--qe {args.qe} is larger than the {len(index)} items in the index; use at most "
-            f"{len(index)}"
-        )
     scores, ids = [], []
     starts = range(0, len(emb), SEARCH_BATCH)
     for start in tqdm(starts, desc="search", disable=args.no_progress or len(starts) < 2):
@@ -167,6 +162,11 @@ def run(args: argparse.Namespace) -> int:
             index.check_refine(args.refine)
         except ValueError as exc:
             raise UserError(f"--refine: {exc}") from None
+    if args.qe is not None and args.qe > len(index):
+        raise UserError(
+            f"--qe {args.qe} is larger than the {len(index)} items in the index; use at most "
+            f"{len(index)}"
+        )
     loaded = _load_model(index, args.run, device)
     scores, ids = _search(index, _embed(loaded, paths, args, device), args)
 

@@ -9,21 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from supcon.cli import main
 from supcon.evaluation.embed import load_embeddings
-from tests.evaluation.helpers import Result, ok, one_line_error
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
-    def call(*args: str, cwd: Path) -> Result:
-        monkeypatch.chdir(cwd)
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return call
+from tests.evaluation.helpers import ok, one_line_error
 
 
 @pytest.mark.parametrize("suffix", [".onnx", ".pt"])
