@@ -61,6 +61,42 @@ def _grid(data: Any, items: Any, path: Path) -> None:
     )
 
 
+def _postprocessed(args: argparse.Namespace, data: Any, device: Any) -> dict[str, Any] | None:
+    """Metrics after DBA / αQE (``--dba``, ``--qe``), with what was done and its time."""
+    from supcon.evaluation.postprocess import postprocessed_metrics
+
+    if args.qe is None and args.dba is None:
+        return None
+    started = time.perf_counter()
+    metrics = postprocessed_metrics(
+        data.embeddings,
+        data.labels,
+        qe=args.qe,
+        qe_alpha=args.qe_alpha,
+        dba=args.dba,
+        dba_alpha=args.dba_alpha,
+        is_query=data.is_query,
+        is_gallery=data.is_gallery,
+        ks=args.ks,
+        precision_ks=args.precision_ks,
+        map_ks=args.map_ks,
+        device=device,
+    )
+    steps = []
+    if args.dba is not None:
+        steps.append(f"DBA (n={args.dba}, α={args.dba_alpha:g})")
+    if args.qe is not None:
+        steps.append(f"αQE (n={args.qe}, α={args.qe_alpha:g})")
+    settings = {"qe": args.qe, "qe_alpha": args.qe_alpha, "dba": args.dba,
+                "dba_alpha": args.dba_alpha}  # fmt: skip
+    return {
+        "metrics": metrics,
+        "label": " + ".join(steps),
+        "settings": settings,
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Embed the evaluation images, print retrieval metrics, optionally write JSON and plots."""
     from supcon.evaluation import retrieval_metrics
@@ -103,6 +139,11 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(format_table(rows, ["class", "queries", "recall@1", "map@r"]))
     print(f"{len(data.labels)} images from {description}  ({time.perf_counter() - started:.1f} s)")
+    processed = _postprocessed(args, data, device)
+    if processed is not None:
+        print()
+        print(metrics_table(processed["metrics"]))
+        print(f"after {processed['label']}  (+{processed['seconds']:.2f} s)")
 
     if args.json:
         report = {
@@ -111,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
             "model": data.model,
             "num_items": len(data.labels),
         }
+        if processed is not None:
+            report["postprocessed"] = processed
         if per_class:
             report["per_class"] = {
                 _class_name(data.class_names, label): row for label, row in per_class.items()
@@ -159,6 +202,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--per-class", action="store_true", help="also a per-class table")
     parser.add_argument("--nmi", action="store_true", help="also NMI / AMI of k-means clusters")
     parser.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
+    parser.add_argument(
+        "--qe", type=int, metavar="N", help="also score after α-query expansion with the top N"
+    )
+    parser.add_argument(
+        "--qe-alpha", type=float, default=3.0, metavar="A", help="αQE weight exponent (default 3)"
+    )
+    parser.add_argument(
+        "--dba",
+        type=int,
+        metavar="N",
+        help="also score after database-side augmentation of the gallery with the top N",
+    )
+    parser.add_argument(
+        "--dba-alpha", type=float, default=3.0, metavar="A", help="DBA weight exponent (default 3)"
+    )
     parser.add_argument(
         "--plots", metavar="DIR", help="write recall_at_k.png and retrieval_grid.png here"
     )

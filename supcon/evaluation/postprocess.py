@@ -16,6 +16,8 @@ themselves gallery items (leave-one-out), pass ``exclude`` so a query never expa
 
 from __future__ import annotations
 
+from typing import Any
+
 import faiss
 import numpy as np
 import torch
@@ -133,3 +135,71 @@ def database_augmentation(gallery: ArrayLike, n: int, alpha: float = 3.0) -> np.
     _check(n, alpha, len(g) - 1, "database augmentation")
     scores, rows = _neighbours(g, g, n, np.arange(len(g)))
     return expand(g, g[rows], scores, alpha)
+
+
+def postprocessed_metrics(
+    embeddings: ArrayLike,
+    labels: ArrayLike,
+    *,
+    qe: int | None = None,
+    qe_alpha: float = 3.0,
+    dba: int | None = None,
+    dba_alpha: float = 3.0,
+    is_query: ArrayLike | None = None,
+    is_gallery: ArrayLike | None = None,
+    **metric_args: Any,
+) -> dict[str, Any]:
+    """:func:`~supcon.evaluation.retrieval_metrics` of one labelled set after DBA and/or αQE.
+
+    The gallery (``is_gallery`` rows, default all) is augmented first (DBA), then the queries
+    (``is_query`` rows, default all) are expanded against it (αQE, never with themselves);
+    metrics follow with every item barred from retrieving itself, as in leave-one-out. Without
+    ``qe`` and ``dba`` the result equals ``retrieval_metrics(embeddings, labels, …)``. In
+    leave-one-out a query's neighbours were augmented with the query itself (DBA): use
+    separate query and gallery items for a clean measurement.
+
+    Args:
+        embeddings: ``(N, D)``.
+        labels: ``(N,)``.
+        qe: αQE neighbours (``None``: no expansion).
+        qe_alpha: αQE exponent.
+        dba: DBA neighbours (``None``: no augmentation).
+        dba_alpha: DBA exponent.
+        is_query: ``(N,)`` bool, or ``None`` (all rows).
+        is_gallery: ``(N,)`` bool, or ``None`` (all rows).
+        **metric_args: Passed to :func:`~supcon.evaluation.retrieval_metrics` (``ks``,
+            ``map_ks``, ``device`` …).
+
+    Returns:
+        The metrics dict of :func:`~supcon.evaluation.retrieval_metrics`.
+    """
+    from supcon.evaluation.metrics import retrieval_metrics
+
+    x = _unit(embeddings, "embeddings")
+    labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels
+    labels = np.asarray(labels)
+    n = len(x)
+    q_rows = np.arange(n) if is_query is None else np.flatnonzero(np.asarray(is_query))
+    g_rows = np.arange(n) if is_gallery is None else np.flatnonzero(np.asarray(is_gallery))
+    if qe is None and dba is None:
+        return retrieval_metrics(x, labels, is_query=is_query, is_gallery=is_gallery, **metric_args)
+    gallery = x[g_rows]
+    if dba is not None:
+        gallery = database_augmentation(gallery, dba, dba_alpha)
+    query = x[q_rows]
+    if qe is not None:
+        position = np.full(n, -1, dtype=np.int64)
+        position[g_rows] = np.arange(len(g_rows))
+        exclude = position[q_rows]
+        if (exclude < 0).all():
+            exclude = None
+        query = query_expansion(query, gallery, qe, qe_alpha, exclude=exclude)
+    return retrieval_metrics(
+        query,
+        labels[q_rows],
+        gallery,
+        labels[g_rows],
+        source_ids=q_rows,
+        gallery_source_ids=g_rows,
+        **metric_args,
+    )

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 
 from supcon.evaluation.index import IndexParams, SearchIndex, build_index
-from supcon.evaluation.postprocess import database_augmentation, query_expansion
+from supcon.evaluation.postprocess import (
+    database_augmentation,
+    postprocessed_metrics,
+    query_expansion,
+)
 
 
 def _clustered(n: int, dim: int, classes: int, seed: int, noise: float = 0.35) -> np.ndarray:
@@ -113,3 +117,41 @@ def test_refine_is_refused_where_it_cannot_apply(tmp_path) -> None:
     np.testing.assert_array_equal(
         loaded.search(g[:3], 4, refine=20)[1], stored.search(g[:3], 4, refine=20)[1]
     )
+
+
+def _brute_metrics(q, q_labels, q_rows, g, g_labels, g_rows) -> tuple[float, float]:
+    """Recall@1 and MAP@R by loops; an item never retrieves itself (same row)."""
+    recalls, maps = [], []
+    for i, query in enumerate(q.astype(np.float64)):
+        keep = g_rows != q_rows[i]
+        sims, labs = g[keep].astype(np.float64) @ query, g_labels[keep]
+        rel = labs[np.argsort(-sims, kind="stable")] == q_labels[i]
+        r = int(rel.sum())
+        if r == 0:
+            continue
+        recalls.append(float(rel[0]))
+        hits = np.cumsum(rel[:r])
+        maps.append(float(np.sum(rel[:r] * hits / np.arange(1, r + 1)) / r))
+    return float(np.mean(recalls)), float(np.mean(maps))
+
+
+@pytest.mark.parametrize("flags", [False, True])
+def test_postprocessed_metrics_match_a_brute_force_reference(flags: bool) -> None:
+    x = _clustered(90, 8, 6, seed=10, noise=0.6)
+    labels = np.random.default_rng(10).integers(0, 6, 90)
+    labels[:45] = np.argmax(x[:45] @ x[:6].T, axis=1)  # some structure, some noise
+    is_query = np.arange(90) % 3 == 0 if flags else None
+    is_gallery = np.arange(90) % 3 != 1 if flags else None
+    q_rows = np.flatnonzero(is_query) if flags else np.arange(90)
+    g_rows = np.flatnonzero(is_gallery) if flags else np.arange(90)
+    metrics = postprocessed_metrics(
+        x, labels, qe=3, qe_alpha=2.0, dba=2, dba_alpha=1.0,
+        is_query=is_query, is_gallery=is_gallery, ks=(1,),
+    )  # fmt: skip
+    gallery = _reference_expand(x[g_rows], x[g_rows], 2, 1.0, np.arange(len(g_rows)))
+    position = {row: i for i, row in enumerate(g_rows)}
+    exclude = np.array([position.get(row, -1) for row in q_rows])
+    query = _reference_expand(x[q_rows], gallery, 3, 2.0, exclude)
+    recall, map_r = _brute_metrics(query, labels[q_rows], q_rows, gallery, labels[g_rows], g_rows)
+    assert metrics["recall@1"] == pytest.approx(recall, abs=1e-9)
+    assert metrics["map@r"] == pytest.approx(map_r, abs=1e-6)
