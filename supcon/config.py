@@ -191,6 +191,11 @@ class TrainConfig:
         diagnostics_every: Log embedding diagnostics (alignment, uniformity, positive and
             negative similarity, collapse) every this many steps (0: never).
         tensorboard: Also write TensorBoard scalars under ``tensorboard/`` (when installed).
+        loggers: Where scalars go: ``csv`` (``log.csv`` etc., always written),
+            ``tensorboard`` (with ``tensorboard: true``), ``mlflow`` (local file store
+            ``RUN/mlruns`` or ``mlflow_uri``), ``wandb`` (offline, in ``RUN/wandb``).
+        mlflow_uri: MLflow tracking URI (``null``: ``file:RUN/mlruns``).
+        wandb_project: Weights & Biases project name.
     """
 
     epochs: int = 20
@@ -208,6 +213,9 @@ class TrainConfig:
     log_every: int = 1
     diagnostics_every: int = 0
     tensorboard: bool = True
+    loggers: tuple[str, ...] = ("csv", "tensorboard")
+    mlflow_uri: str | None = None
+    wandb_project: str = "supcon"
 
 
 @dataclass(frozen=True)
@@ -438,7 +446,18 @@ def validate(config: Config) -> list[str]:
         (config.eval.batch_size >= 1, "eval.batch_size must be ≥ 1"),
     ]
     problems.extend(msg for ok, msg in checks if not ok)
+    problems.extend(_validate_loggers(config))
     return problems
+
+
+def _validate_loggers(config: Config) -> list[str]:
+    """``train.loggers``: known names only."""
+    from supcon.training.trackers import LOGGERS
+
+    unknown = [name for name in config.train.loggers if name not in LOGGERS]
+    if unknown:
+        return [f"train.loggers: unknown {', '.join(unknown)}; choose from {', '.join(LOGGERS)}"]
+    return []
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

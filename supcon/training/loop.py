@@ -49,6 +49,7 @@ from supcon.training.monitor import diagnose, warn_if_collapsed
 from supcon.training.optim import build_scheduler, set_backbone_frozen
 from supcon.training.sampling import SkipBatches
 from supcon.training.state import Progress, capture_rng, restore_rng
+from supcon.training.trackers import build_trackers
 
 
 class TrainingError(RuntimeError):
@@ -218,7 +219,21 @@ def train(
             meta["resumed_at_step"] = state.step
         atomic_write_json(run_dir / "meta.json", meta)
         atomic_write_json(run_dir / "classes.json", {"classes": list(train_split.class_names)})
-    logs = RunLog(run_dir, enabled=is_main, tensorboard=tc.tensorboard, resume_step=state.step)
+    trackers = (
+        build_trackers(
+            tc.loggers, run_dir, mlflow_uri=tc.mlflow_uri, wandb_project=tc.wandb_project
+        )
+        if is_main
+        else []
+    )
+    logs = RunLog(
+        run_dir,
+        enabled=is_main,
+        tensorboard=tc.tensorboard and "tensorboard" in tc.loggers,
+        resume_step=state.step,
+        trackers=trackers,
+    )
+    logs.config(config_to_dict(config))
 
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
         if is_main:
@@ -369,6 +384,7 @@ def train(
         metrics = run_evaluation()
         if is_main:
             atomic_write_json(run_dir / "metrics.json", metrics)
+            logs.summary(metrics)
     finally:
         logs.close()
     return metrics
