@@ -26,6 +26,9 @@ RESUME_OVERRIDES = frozenset(
         "train.log_every",
         "train.diagnostics_every",
         "train.tensorboard",
+        "train.loggers",
+        "train.mlflow_uri",
+        "train.wandb_project",
         "data.num_workers",
         "eval.batch_size",
     }

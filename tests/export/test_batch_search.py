@@ -93,3 +93,20 @@ def test_queries_folder_without_images_and_bad_out(gallery: Path, run_cli) -> No
         run_cli("search", "gal.faiss", "--queries", "one", "--out", "h.txt", cwd=gallery),
         "must end in .csv or .json",
     )
+
+
+def test_index_dba_stores_augmented_vectors(gallery: Path, run_cli) -> None:
+    from supcon.evaluation.index import SearchIndex
+    from supcon.evaluation.postprocess import database_augmentation
+
+    w = gallery
+    ok(run_cli("index", "gal.npy", "--out", "dba.faiss", "--dba", "3", "--dba-alpha", "2", cwd=w))
+    index = SearchIndex.load(w / "dba.faiss")
+    data = load_embeddings(w / "gal.npy")
+    expected = database_augmentation(data.embeddings, 3, 2.0)
+    np.testing.assert_allclose(index.vectors(np.arange(len(index))), expected, atol=1e-6)
+    assert index.model["dba"] == {"n": 3, "alpha": 2.0}
+    one_line_error(
+        run_cli("index", "gal.npy", "--out", "x.faiss", "--store-exact", cwd=w),
+        "--store-exact applies to --type ivfpq",
+    )
