@@ -50,6 +50,7 @@ from supcon.training.optim import build_scheduler, set_backbone_frozen
 from supcon.training.sampling import SkipBatches
 from supcon.training.state import Progress, capture_rng, restore_rng
 from supcon.training.trackers import build_trackers
+from supcon.training.trackers import check_available as check_trackers
 
 
 class TrainingError(RuntimeError):
@@ -210,6 +211,7 @@ def train(
             )
         return loss
 
+    check_trackers(tc.loggers)  # a missing tracker package stops before any file
     # Run directory (rank 0 only).
     if is_main:
         checkpoints.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ Each tracker gets the resolved config once, every logged scalar as ``prefix/name
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import numbers
 import os
@@ -155,6 +156,20 @@ class WandbTracker:
             self.run = None
 
 
+def check_available(loggers: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` for an unknown logger or a tracker whose package is missing, saying
+    what to install (called before a run directory is written)."""
+    unknown = [name for name in loggers if name not in LOGGERS]
+    if unknown:
+        raise ValueError(f"train.loggers: unknown {unknown}; choose from {', '.join(LOGGERS)}")
+    for name in ("mlflow", "wandb"):
+        if name in loggers and importlib.util.find_spec(name) is None:
+            raise ValueError(
+                f"train.loggers includes {name} but {name} is not installed: pip install "
+                f"'supcon[{name}]', or remove {name} from train.loggers"
+            )
+
+
 def build_trackers(
     loggers: tuple[str, ...],
     run_dir: str | Path,
@@ -165,25 +180,12 @@ def build_trackers(
     """The trackers named in ``train.loggers`` (``csv`` and ``tensorboard`` are RunLog's own).
 
     Raises:
-        ValueError: for an unknown name, or a tracker whose package is not installed (before
-            any training step, so no run is lost to it).
+        ValueError: see :func:`check_available`.
     """
-    unknown = [name for name in loggers if name not in LOGGERS]
-    if unknown:
-        raise ValueError(f"train.loggers: unknown {unknown}; choose from {', '.join(LOGGERS)}")
+    check_available(loggers)
     trackers: list[Tracker] = []
-    for name, package in (("mlflow", "mlflow"), ("wandb", "wandb")):
-        if name not in loggers:
-            continue
-        try:
-            __import__(package)
-        except ImportError:
-            raise ValueError(
-                f"train.loggers includes {name} but {package} is not installed: pip install "
-                f"'supcon[{name}]', or remove {name} from train.loggers"
-            ) from None
-        if name == "mlflow":
-            trackers.append(MlflowTracker(Path(run_dir), mlflow_uri))
-        else:
-            trackers.append(WandbTracker(Path(run_dir), wandb_project))
+    if "mlflow" in loggers:
+        trackers.append(MlflowTracker(Path(run_dir), mlflow_uri))
+    if "wandb" in loggers:
+        trackers.append(WandbTracker(Path(run_dir), wandb_project))
     return trackers

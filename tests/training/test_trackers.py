@@ -3,7 +3,7 @@ installed: the ``mlflow`` / ``wandb`` extras, not in ``dev``)."""
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +68,13 @@ def test_disabled_runlog_never_calls_trackers(tmp_path: Path) -> None:
 def test_unknown_or_missing_tracker_is_refused(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(ConfigError, match="train.loggers: unknown neptune"):
         config_from_dict({"train": {"loggers": ["csv", "neptune"]}})
-    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow → ImportError
+    real = importlib.util.find_spec
+    monkeypatch.setattr(  # as if mlflow were not installed
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a)
+    )
     with pytest.raises(ValueError, match=r"pip install 'supcon\[mlflow\]'"):
         build_trackers(("csv", "mlflow"), tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_mlflow_file_store_gets_config_metrics_and_final_metrics(images: Path, tmp_path) -> None:
