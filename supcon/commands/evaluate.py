@@ -61,6 +61,42 @@ def _grid(data: Any, items: Any, path: Path) -> None:
     )
 
 
+def _check_refine(args: argparse.Namespace) -> None:
+    """``--refine`` needs an approximate ``--index`` (checked before anything is embedded)."""
+    if args.refine is None:
+        return
+    if args.index is None:
+        raise UserError(
+            "supcon eval searches exactly, so --refine has nothing to refine; add --index "
+            "ivf|hnsw|ivfpq to measure an approximate index with and without it"
+        )
+    if args.index == "flat":
+        raise UserError("--refine: a flat index is already exact; use --index ivf|hnsw|ivfpq")
+    if args.refine < 1:
+        raise UserError(f"--refine must be ≥ 1, got {args.refine}")
+
+
+def _approximate(args: argparse.Namespace, data: Any) -> dict[str, Any] | None:
+    """Recall@k through an approximate index (``--index``), refined with ``--refine``."""
+    from supcon.evaluation.index import IndexParams
+    from supcon.evaluation.postprocess import approximate_recall
+
+    if args.index is None:
+        return None
+    params = IndexParams(args.index, nprobe=args.nprobe)
+    metrics = approximate_recall(
+        data.embeddings,
+        data.labels,
+        params,
+        refine=args.refine,
+        ks=tuple(args.ks),
+        is_query=data.is_query,
+        is_gallery=data.is_gallery,
+    )
+    label = args.index + (f" + refine {args.refine}" if args.refine else "")
+    return {"metrics": metrics, "label": label, "index": args.index, "refine": args.refine}
+
+
 def _postprocessed(args: argparse.Namespace, data: Any, device: Any) -> dict[str, Any] | None:
     """Metrics after DBA / αQE (``--dba``, ``--qe``), with what was done and its time."""
     from supcon.evaluation.postprocess import postprocessed_metrics
@@ -105,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from supcon.reporting import format_table, metrics_table
     from supcon.runs import load_run
 
+    _check_refine(args)
     device = resolve_device(args.device)
     started = time.perf_counter()
     loaded = load_run(args.run, device=device)
@@ -139,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(format_table(rows, ["class", "queries", "recall@1", "map@r"]))
     print(f"{len(data.labels)} images from {description}  ({time.perf_counter() - started:.1f} s)")
+    approximate = _approximate(args, data)
+    if approximate is not None:
+        print()
+        print(metrics_table(approximate["metrics"]))
+        print(f"through {approximate['label']}")
     processed = _postprocessed(args, data, device)
     if processed is not None:
         print()
@@ -154,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
         }
         if processed is not None:
             report["postprocessed"] = processed
+        if approximate is not None:
+            report["approximate"] = approximate
         if per_class:
             report["per_class"] = {
                 _class_name(data.class_names, label): row for label, row in per_class.items()
@@ -202,6 +246,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--per-class", action="store_true", help="also a per-class table")
     parser.add_argument("--nmi", action="store_true", help="also NMI / AMI of k-means clusters")
     parser.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
+    parser.add_argument(
+        "--index",
+        choices=("flat", "ivf", "hnsw", "ivfpq"),
+        help="also report recall@k through this FAISS index type (and recall vs exact)",
+    )
+    parser.add_argument("--nprobe", type=int, help="with --index ivf/ivfpq: cells searched")
+    parser.add_argument(
+        "--refine", type=int, metavar="K", help="with --index: re-score K candidates exactly"
+    )
     parser.add_argument(
         "--qe", type=int, metavar="N", help="also score after α-query expansion with the top N"
     )

@@ -203,3 +203,69 @@ def postprocessed_metrics(
         gallery_source_ids=g_rows,
         **metric_args,
     )
+
+
+def approximate_recall(
+    embeddings: ArrayLike,
+    labels: ArrayLike,
+    params: Any,
+    *,
+    refine: int | None = None,
+    ks: tuple[int, ...] = (1, 2, 4, 8),
+    is_query: ArrayLike | None = None,
+    is_gallery: ArrayLike | None = None,
+) -> dict[str, float]:
+    """Recall@k through an approximate FAISS index (optionally refined), and its overlap with
+    exact search: what ``supcon eval --index TYPE [--refine K]`` reports.
+
+    Args:
+        embeddings: ``(N, D)``.
+        labels: ``(N,)``.
+        params: :class:`~supcon.evaluation.index.IndexParams` of the index to measure
+            (``ivfpq`` keeps exact vectors when ``refine`` is given).
+        refine: Shortlist size re-scored exactly, or ``None``.
+        ks: Recall cut-offs.
+        is_query: ``(N,)`` bool, or ``None`` (all rows; no item retrieves itself).
+        is_gallery: ``(N,)`` bool, or ``None`` (all rows).
+
+    Returns:
+        ``{"recall@k": …, "recall@K_vs_exact": …, "num_queries": …}`` with ``K = max(ks)``:
+        the fraction of the exact top-K that the index returns.
+    """
+    import dataclasses
+
+    from supcon.evaluation.index import build_index
+
+    x = _unit(embeddings, "embeddings")
+    labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    n, depth = len(x), max(ks)
+    q_rows = np.arange(n) if is_query is None else np.flatnonzero(np.asarray(is_query))
+    g_rows = np.arange(n) if is_gallery is None else np.flatnonzero(np.asarray(is_gallery))
+    if refine is not None and params.kind == "ivfpq":
+        params = dataclasses.replace(params, store_exact=True)
+    found: dict[str, np.ndarray] = {}
+    for name, p, r in (("approx", params, refine), ("exact", None, None)):
+        index = build_index(x[g_rows], ids=g_rows, params=p)
+        _, ids = index.search(x[q_rows], min(depth + 1, len(g_rows)), refine=r)
+        lists = np.full((len(q_rows), depth), -1, dtype=np.int64)
+        for i, (row, hits) in enumerate(zip(q_rows, ids, strict=True)):
+            kept = hits[hits != row][:depth]
+            lists[i, : len(kept)] = kept
+        found[name] = lists
+    in_gallery = np.zeros(n, dtype=bool)
+    in_gallery[g_rows] = True
+    counts = {
+        lab: int(c) for lab, c in zip(*np.unique(labels[g_rows], return_counts=True), strict=True)
+    }
+    r = np.array([counts.get(labels[row], 0) - int(in_gallery[row]) for row in q_rows])
+    scored = r > 0
+    approx = found["approx"]
+    rel = (approx >= 0) & (labels[np.maximum(approx, 0)] == labels[q_rows][:, None])
+    out = {f"recall@{k}": float(rel[scored, :k].any(axis=1).mean()) for k in ks}
+    overlap = [
+        len(set(a[a >= 0]) & set(e[e >= 0])) / max(1, int((e >= 0).sum()))
+        for a, e in zip(approx, found["exact"], strict=True)
+    ]
+    out[f"recall@{depth}_vs_exact"] = float(np.mean(overlap))
+    out["num_queries"] = int(scored.sum())
+    return out

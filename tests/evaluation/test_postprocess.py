@@ -155,3 +155,24 @@ def test_postprocessed_metrics_match_a_brute_force_reference(flags: bool) -> Non
     recall, map_r = _brute_metrics(query, labels[q_rows], q_rows, gallery, labels[g_rows], g_rows)
     assert metrics["recall@1"] == pytest.approx(recall, abs=1e-9)
     assert metrics["map@r"] == pytest.approx(map_r, abs=1e-6)
+
+
+@pytest.mark.parametrize("flags", [False, True])
+def test_approximate_recall_of_an_exhaustive_index_is_the_exact_recall(flags: bool) -> None:
+    from supcon.evaluation import retrieval_metrics
+    from supcon.evaluation.postprocess import approximate_recall
+
+    x = _clustered(300, 8, 10, seed=11, noise=0.8)
+    labels = np.random.default_rng(11).integers(0, 10, 300)
+    labels[:150] = np.argmax(x[:150] @ x[:10].T, axis=1)
+    is_query = np.arange(300) % 4 == 0 if flags else None
+    is_gallery = np.arange(300) % 4 != 1 if flags else None
+    exact = retrieval_metrics(x, labels, ks=(1, 4), is_query=is_query, is_gallery=is_gallery)
+    params = IndexParams("ivf", nlist=4, nprobe=4)  # every cell probed: exhaustive
+    got = approximate_recall(x, labels, params, ks=(1, 4), is_query=is_query, is_gallery=is_gallery)
+    assert got["recall@1"] == pytest.approx(exact["recall@1"])
+    assert got["recall@4"] == pytest.approx(exact["recall@4"])
+    assert got["recall@4_vs_exact"] == pytest.approx(1.0)
+    assert got["num_queries"] == exact["num_queries"]
+    narrow = approximate_recall(x, labels, IndexParams("ivf", nlist=8, nprobe=1), ks=(1, 4))
+    assert narrow["recall@4_vs_exact"] < 1.0  # one cell of eight misses true neighbours

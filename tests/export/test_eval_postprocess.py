@@ -32,3 +32,20 @@ def test_eval_qe_larger_than_the_gallery(export_work: Path, run_cli) -> None:
         run_cli("eval", "cnn", "--data", "images", "--qe", "40", "--no-progress", cwd=export_work),
         "lower it to at most 17",
     )
+
+
+def test_eval_through_an_approximate_index_and_refine(export_work: Path, run_cli) -> None:
+    w = export_work
+    out = ok(run_cli("eval", "cnn", "--data", "images", "--index", "hnsw", "--refine", "6",
+                     "--json", "ap.json", "--no-progress", cwd=w))  # fmt: skip
+    assert "through hnsw + refine 6" in out
+    report = json.loads((w / "ap.json").read_text())["approximate"]
+    assert 0 <= report["metrics"]["recall@1"] <= 1 and report["refine"] == 6
+    one_line_error(
+        run_cli("eval", "cnn", "--data", "images", "--refine", "6", "--no-progress", cwd=w),
+        "--refine has nothing to refine",
+    )
+    one_line_error(
+        run_cli("eval", "cnn", "--data", "images", "--index", "flat", "--refine", "6", cwd=w),
+        "already exact",
+    )
