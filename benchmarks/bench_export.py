@@ -111,16 +111,19 @@ def bench_model(backbone: str, batch: int, threads: int, warmup: int, repeats: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny timm test models")
+    parser.add_argument("--models", nargs="+", help="timm names (default resnet18, vit_small)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "export.json"))
     args = parser.parse_args()
-    rows = [
-        bench_model(b, args.batch, args.threads, args.warmup, args.repeats)
-        for b in MODELS["quick" if args.quick else "full"]
-    ]
+    rows = []
+    for backbone in args.models or MODELS["quick" if args.quick else "full"]:
+        rows.append(bench_model(backbone, args.batch, args.threads, args.warmup, args.repeats))
+        r = rows[-1]
+        print(f"{backbone}: eager {r['eager_images_per_s']:.1f} img/s, ONNX "
+              f"{r['onnx_images_per_s']:.1f} img/s", flush=True)  # fmt: skip
     print(f"CPU, {args.threads} threads, batch {args.batch}, median of {args.repeats} batches")
     print()
     print(
