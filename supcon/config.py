@@ -261,6 +261,11 @@ class TrainConfig:
             weight ever reaches a checkpoint.
         max_nonfinite_steps: With ``on_nonfinite: skip``, stop after this many non-finite
             steps in a row.
+        loggers: Where scalars go: ``csv`` (``log.csv`` etc., always written),
+            ``tensorboard`` (with ``tensorboard: true``), ``mlflow`` (local file store
+            ``RUN/mlruns`` or ``mlflow_uri``), ``wandb`` (offline, in ``RUN/wandb``).
+        mlflow_uri: MLflow tracking URI (``null``: ``file:RUN/mlruns``).
+        wandb_project: Weights & Biases project name.
     """
 
     epochs: int = 20
@@ -280,6 +285,9 @@ class TrainConfig:
     tensorboard: bool = True
     on_nonfinite: Literal["stop", "skip"] = "stop"
     max_nonfinite_steps: int = 5
+    loggers: tuple[str, ...] = ("csv", "tensorboard")
+    mlflow_uri: str | None = None
+    wandb_project: str = "supcon"
 
 
 @dataclass(frozen=True)
@@ -583,6 +591,7 @@ def validate(config: Config) -> list[str]:
     problems.extend(_validate_benchmarks(config))
     problems.extend(_validate_data_files(config))
     problems.extend(_validate_training(config))
+    problems.extend(_validate_loggers(config))
     return problems
 
 
@@ -785,6 +794,16 @@ def _validate_data_files(config: Config) -> list[str]:
     limit = config.data.max_image_pixels
     if limit is not None and limit < 1:
         return [f"data.max_image_pixels must be ≥ 1 or null (Pillow's limit), got {limit}"]
+    return []
+
+
+def _validate_loggers(config: Config) -> list[str]:
+    """``train.loggers``: known names only."""
+    from supcon.training.trackers import LOGGERS
+
+    unknown = [name for name in config.train.loggers if name not in LOGGERS]
+    if unknown:
+        return [f"train.loggers: unknown {', '.join(unknown)}; choose from {', '.join(LOGGERS)}"]
     return []
 
 

@@ -30,6 +30,9 @@ RESUME_OVERRIDES = frozenset(
         "train.log_every",
         "train.diagnostics_every",
         "train.tensorboard",
+        "train.loggers",
+        "train.mlflow_uri",
+        "train.wandb_project",
         "data.num_workers",
         "eval.batch_size",
         "train.best_metric",  # a typo'd best metric can be fixed; best.pt is then re-chosen
