@@ -1,17 +1,27 @@
-"""supcon: supervised contrastive (SupCon / NT-Xent) metric learning for PyTorch."""
+"""supcon: supervised contrastive (SupCon / NT-Xent) metric learning for PyTorch.
+
+The public names are imported on first use (PEP 562), so ``supcon --help`` and
+``import supcon`` do not pay for torch until a name that needs it is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from supcon.evaluation.metrics import retrieval_metrics
-from supcon.losses import (
-    BatchDiagnostics,
-    CrossBatchMemory,
-    LossStats,
-    SupConLoss,
-    batch_diagnostics,
-    loss_bounds,
-    supcon_loss,
-)
+#: Public name → the module that defines it.
+_EXPORTS = {
+    "BatchDiagnostics": "supcon.losses",
+    "CrossBatchMemory": "supcon.losses",
+    "LossStats": "supcon.losses",
+    "SupConLoss": "supcon.losses",
+    "batch_diagnostics": "supcon.losses",
+    "loss_bounds": "supcon.losses",
+    "supcon_loss": "supcon.losses",
+    "retrieval_metrics": "supcon.evaluation.metrics",
+}
 
 __all__ = [
     "BatchDiagnostics",
@@ -24,3 +34,28 @@ __all__ = [
     "retrieval_metrics",
     "supcon_loss",
 ]
+
+if TYPE_CHECKING:
+    from supcon.evaluation.metrics import retrieval_metrics
+    from supcon.losses import (
+        BatchDiagnostics,
+        CrossBatchMemory,
+        LossStats,
+        SupConLoss,
+        batch_diagnostics,
+        loss_bounds,
+        supcon_loss,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'supcon' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from supcon.errors import UserError
 
 if TYPE_CHECKING:
+    import torch
+
     from supcon.data import Split
     from supcon.evaluation.embed import EmbeddingSet
     from supcon.runs import LoadedRun
@@ -42,6 +43,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, default_split: str) -> N
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA when available; refuses CUDA on a machine without it."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -53,6 +56,8 @@ def resolve_device(name: str) -> torch.device:
 
 def _concat(first: Split, second: Split) -> Split:
     """Both splits as one, without query/gallery flags (class ids of ``second`` kept)."""
+    import torch
+
     labels = np.concatenate([first.labels, second.labels])
     if hasattr(first, "paths"):
         return dataclasses.replace(

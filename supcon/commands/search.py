@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from supcon.commands._evaldata import resolve_device
 from supcon.errors import UserError
 from supcon.outputs import add_force_argument
+
+if TYPE_CHECKING:
+    import torch
 
 SEARCH_BATCH = 1024
 HIT_COLUMNS = ["query", "rank", "id", "score", "label", "class_name", "path"]

@@ -7,9 +7,17 @@ to stderr when no logging is configured).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-import faiss
 import torch
+
+
+def _faiss() -> Any:
+    """The faiss module, imported on first use (``import supcon`` stays light)."""
+    import faiss
+
+    return faiss
+
 
 LOGGER = logging.getLogger("supcon")
 _said: set[str] = set()
@@ -56,9 +64,9 @@ def resolve_device(device: str | torch.device | None, *tensors: object) -> torch
 
 def faiss_gpu_count() -> int:
     """GPUs FAISS can use (0 for the faiss-cpu package)."""
-    if not hasattr(faiss, "StandardGpuResources"):
+    if not hasattr(_faiss(), "StandardGpuResources"):
         return 0
-    return int(faiss.get_num_gpus())
+    return int(_faiss().get_num_gpus())
 
 
 def faiss_gpu_or_say(wanted: bool) -> bool:

@@ -27,10 +27,18 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from itertools import pairwise
+from typing import Any
 
-import faiss
 import numpy as np
 import torch
+
+
+def _faiss() -> Any:
+    """The faiss module, imported on first use (``import supcon`` stays light)."""
+    import faiss
+
+    return faiss
+
 
 NO_NEIGHBOUR = -1
 #: Leave-one-out uses the symmetric layout while its heaps (12 bytes per row and neighbour)
@@ -50,12 +58,12 @@ MAX_BLOCK = 1 << 15
 @contextmanager
 def _faiss_threads(n: int) -> Iterator[None]:
     """Run FAISS with ``n`` OpenMP threads (heap insertion is faster single-threaded)."""
-    old = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(n)
+    old = _faiss().omp_get_max_threads()
+    _faiss().omp_set_num_threads(n)
     try:
         yield
     finally:
-        faiss.omp_set_num_threads(old)
+        _faiss().omp_set_num_threads(old)
 
 
 class _Heaps:
@@ -63,17 +71,17 @@ class _Heaps:
 
     def __init__(self, scores: np.ndarray, ids: np.ndarray) -> None:
         self.scores, self.ids = scores, ids
-        self.heaps = faiss.float_minheap_array_t()
+        self.heaps = _faiss().float_minheap_array_t()
         self.heaps.k = scores.shape[1]
         self.heaps.nh = scores.shape[0]
-        self.heaps.val = faiss.swig_ptr(scores)
-        self.heaps.ids = faiss.swig_ptr(ids)
+        self.heaps.val = _faiss().swig_ptr(scores)
+        self.heaps.ids = _faiss().swig_ptr(ids)
         self.heaps.heapify()
 
     def add(self, block: np.ndarray, row0: int, col0: int) -> None:
         """Offer ``block[i, j]`` (id ``col0 + j``) to heap ``row0 + i``; ``-inf`` never enters."""
         rows, cols = block.shape
-        self.heaps.addn(cols, faiss.swig_ptr(block), col0, row0, rows)
+        self.heaps.addn(cols, _faiss().swig_ptr(block), col0, row0, rows)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """Sort every heap by score (descending), ties by id; empty slots become ``-inf, -1``."""
@@ -186,7 +194,7 @@ def search_self_chunks(
     threads = max(1, min(torch.get_num_threads(), nb))
 
     def work() -> None:
-        faiss.omp_set_num_threads(1)
+        _faiss().omp_set_num_threads(1)
         torch.set_num_threads(1)
         buffer = torch.empty(block_size * block_size, dtype=torch.float32)
         while True:
@@ -301,10 +309,10 @@ def _add_columns(
     subset = np.ascontiguousarray(present + col0, dtype=np.int64)
     heaps.heaps.addn_query_subset_with_ids(
         len(subset),
-        faiss.swig_ptr(subset),
+        _faiss().swig_ptr(subset),
         width,
-        faiss.swig_ptr(padded),
-        faiss.swig_ptr(padded_ids),
+        _faiss().swig_ptr(padded),
+        _faiss().swig_ptr(padded_ids),
         width,
     )
 
@@ -350,7 +358,7 @@ def search_blocks(
     bounds = np.linspace(0, len(q), threads + 1).astype(int)
 
     def work(first: int, last: int) -> None:
-        faiss.omp_set_num_threads(1)
+        _faiss().omp_set_num_threads(1)
         torch.set_num_threads(1)
         rows = q[first:last]
         row_keys = None if q_keys is None else q_keys[first:last]
