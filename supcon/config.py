@@ -42,7 +42,9 @@ class DataConfig:
             digits).
         views: Augmented views per image (≥ 1; 1 needs labels for positives).
         color_jitter: SimCLR colour-jitter strength for image data.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes, or ``"auto"``: the CPU cores this process
+            may use minus one, at most 8, and 0 on ≤ 2 cores or for in-memory data
+            (:func:`supcon.data.workers.resolve_num_workers`).
     """
 
     dataset: Literal["digits", "folder", "csv"] = "digits"
@@ -53,7 +55,7 @@ class DataConfig:
     image_size: int | None = None
     views: int = 2
     color_jitter: float = 1.0
-    num_workers: int = 0
+    num_workers: int | Literal["auto"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -368,7 +370,10 @@ def validate(config: Config) -> list[str]:
         ),
         (config.data.color_jitter >= 0, "data.color_jitter must be ≥ 0"),
         (0.0 < config.data.test_fraction < 1.0, "data.test_fraction must be in (0, 1)"),
-        (config.data.num_workers >= 0, "data.num_workers must be ≥ 0"),
+        (
+            config.data.num_workers == "auto" or config.data.num_workers >= 0,
+            "data.num_workers must be 'auto' or ≥ 0",
+        ),
         (config.model.embedding_dim >= 1, "model.embedding_dim must be ≥ 1"),
         (config.model.gem_p > 0, "model.gem_p must be > 0"),
         (config.loss.temperature > 0, "loss.temperature must be > 0"),

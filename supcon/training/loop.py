@@ -30,6 +30,7 @@ from supcon.builders import (
 )
 from supcon.config import Config, config_to_dict, config_to_yaml
 from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
+from supcon.data.workers import resolve_num_workers
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import load_checkpoint, save_checkpoint
@@ -159,6 +160,9 @@ def train(
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
     steps_per_epoch = len(batches)
+    workers = resolve_num_workers(
+        config.data.num_workers, in_memory=not hasattr(train_split, "paths")
+    )
     per_rank = tc.batch_size // world
     micro = min(tc.micro_batch_size or per_rank, per_rank)
     views = config.data.views
@@ -240,7 +244,7 @@ def train(
             ks=config.eval.ks,
             batch_size=config.eval.batch_size,
             device=device,
-            num_workers=config.data.num_workers,
+            num_workers=workers,
             autocast=amp(),
         )
         if metrics:
@@ -271,7 +275,7 @@ def train(
             loader = DataLoader(
                 dataset,
                 batch_sampler=SkipBatches(batches, state.batch),
-                num_workers=config.data.num_workers,
+                num_workers=workers,
                 pin_memory=device.type == "cuda",
                 generator=torch.Generator().manual_seed(tc.seed + epoch),
             )
