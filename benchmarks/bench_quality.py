@@ -52,6 +52,7 @@ from supcon.io import atomic_write_json  # noqa: E402
 RECIPE = ROOT / "recipes" / "symbols.yaml"
 PML_SCRIPT = ROOT / "benchmarks" / "pml_baseline.py"
 KS = (1, 8)
+FULL = {"train_classes": 40, "test_classes": 20, "per_class": 50}
 QUICK = {"train_classes": 8, "test_classes": 4, "per_class": 8, "epochs": 1}
 
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = (
         {k: QUICK[k] for k in ("train_classes", "test_classes", "per_class")}
         if args.quick
-        else {"train_classes": 40, "test_classes": 20, "per_class": 50}
+        else dict(FULL)
     )
     batch = recipe.train.batch_size
     m = int(recipe.sampler.args.get("m", 4))

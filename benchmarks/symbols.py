@@ -122,7 +122,8 @@ class Glyph:
         return f"U+{ord(self.char):04X}-{slug}"
 
 
-def distinct_glyphs() -> list[Glyph]:
+@cache
+def distinct_glyphs() -> tuple[Glyph, ...]:
     """Candidate glyphs drawn by ≥ MIN_FONTS fonts, minus look-alikes (first one kept).
 
     Look-alikes: renders, cropped to the ink and padded square (aspect kept), with a cosine
@@ -151,11 +152,11 @@ def distinct_glyphs() -> list[Glyph]:
                 continue
         kept.append(Glyph(char, covering))
         renders.append(render)
-    return kept
+    return tuple(kept)
 
 
 def split_classes(
-    glyphs: list[Glyph], train_classes: int, test_classes: int, seed: int
+    glyphs: tuple[Glyph, ...], train_classes: int, test_classes: int, seed: int
 ) -> tuple[list[Glyph], list[Glyph]]:
     """Disjoint random training and test classes.
 
