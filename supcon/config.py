@@ -41,10 +41,17 @@ class DataConfig:
         image_size: Square side length; ``null`` takes the backbone's timm default (16 for
             digits).
         views: Augmented views per image (≥ 1; 1 needs labels for positives).
-        color_jitter: SimCLR colour-jitter strength for image data.
-        num_workers: DataLoader worker processes, or ``"auto"``: the CPU cores this process
-            may use minus one, at most 8, and 0 on ≤ 2 cores or for in-memory data
-            (:func:`supcon.data.workers.resolve_num_workers`).
+        color_jitter: Deprecated alias of ``augment.jitter`` (used when that is unset and the
+            preset has colour jitter; ignored with a notice otherwise).
+        num_workers: DataLoader worker processes (kept alive across epochs), or ``"auto"``:
+            the CPU cores this process may use minus one, at most 8, and 0 on ≤ 2 cores or for
+            in-memory data (:func:`supcon.data.workers.resolve_num_workers`).
+        channels: Input channels, 1 (grayscale: images are read as ``L`` and the backbone gets a
+            1-channel stem through timm's ``in_chans``) or 3; ``null``: 1 for the digits, 3 for
+            image files.
+        mean: Per-channel normalisation mean (``channels`` values); ``null``: the backbone's
+            timm default (averaged to one value for 1 channel).
+        std: Per-channel normalisation standard deviation, like ``mean``.
     """
 
     dataset: Literal["digits", "folder", "csv"] = "digits"
@@ -54,8 +61,11 @@ class DataConfig:
     test_fraction: float = 0.25
     image_size: int | None = None
     views: int = 2
-    color_jitter: float = 1.0
+    color_jitter: float | None = None
     num_workers: int | Literal["auto"] = "auto"
+    channels: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -219,10 +229,69 @@ class EvalConfig:
     Attributes:
         ks: Cut-offs for recall@k.
         batch_size: Images per forward pass when embedding.
+        resize: ``"crop"`` (timm's eval pipeline: resize to ``size / crop_pct``, centre crop)
+            or ``"full"`` (the whole image resized to the input size, keeping its edges);
+            ``null``: ``full`` for the digits (already at the input size), else ``crop``.
     """
 
     ks: tuple[int, ...] = (1, 2, 4, 8)
     batch_size: int = 512
+    resize: Literal["crop", "full"] | None = None
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training views (``supcon.data.build_augmentation``; knobs in ``supcon.augment_spec``).
+
+    Every knob is ``null`` by default, meaning the preset's own default; setting a knob the
+    preset does not use is an error.
+
+    Attributes:
+        preset: ``"simclr"``, ``"retrieval"``, ``"geometric"``, ``"randaugment"``,
+            ``"trivialaugment"``, ``"autoaugment"`` or ``"none"``; ``null``: ``simclr`` with
+            ``loss.use_labels=false``, ``retrieval`` with labels.
+        transforms: A list of ``{ClassName: {args}}`` naming ``torchvision.transforms.v2``
+            classes, used instead of a preset (image conversion and normalisation are still
+            added around it); ``RandomApply``/``RandomChoice``/``Compose`` take nested lists.
+        crop_scale: ``[low, high]`` area fraction of the random resized crop, in (0, 1].
+        crop_ratio: ``[low, high]`` aspect ratio of the random resized crop.
+        hflip: Horizontal flip probability.
+        vflip: Vertical flip probability.
+        rotation: Largest rotation in degrees (``geometric``).
+        translate: Largest shift as a fraction of the side (``geometric``).
+        shear: Largest shear in degrees (``geometric``).
+        jitter: SimCLR colour-jitter strength (0 = off).
+        grayscale: Probability of converting a view to grayscale.
+        blur: Probability of a Gaussian blur.
+        num_ops: RandAugment operations per image.
+        magnitude: RandAugment magnitude, in [0, num_magnitude_bins).
+        num_magnitude_bins: RandAugment / TrivialAugment magnitude bins.
+        policy: AutoAugment policy: ``"imagenet"``, ``"cifar10"`` or ``"svhn"``.
+    """
+
+    preset: str | None = None
+    transforms: tuple[dict[str, Any] | str, ...] = ()
+    crop_scale: tuple[float, ...] | None = None
+    crop_ratio: tuple[float, ...] | None = None
+    hflip: float | None = None
+    vflip: float | None = None
+    rotation: float | None = None
+    translate: float | None = None
+    shear: float | None = None
+    jitter: float | None = None
+    grayscale: float | None = None
+    blur: float | None = None
+    num_ops: int | None = None
+    magnitude: int | None = None
+    num_magnitude_bins: int | None = None
+    policy: str | None = None
+
+    def knobs(self) -> dict[str, Any]:
+        """``{knob: value}`` of every preset knob (``None`` = the preset's default)."""
+        skip = ("preset", "transforms")
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip
+        }
 
 
 @dataclass(frozen=True)
@@ -237,6 +306,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 def _sections() -> dict[str, type]:
@@ -368,7 +438,10 @@ def validate(config: Config) -> list[str]:
             config.data.dataset != "csv" or bool(config.data.manifest),
             "data.dataset=csv needs data.manifest",
         ),
-        (config.data.color_jitter >= 0, "data.color_jitter must be ≥ 0"),
+        (
+            config.data.color_jitter is None or config.data.color_jitter >= 0,
+            "data.color_jitter must be ≥ 0",
+        ),
         (0.0 < config.data.test_fraction < 1.0, "data.test_fraction must be in (0, 1)"),
         (
             config.data.num_workers == "auto" or config.data.num_workers >= 0,
@@ -443,7 +516,74 @@ def validate(config: Config) -> list[str]:
         (config.eval.batch_size >= 1, "eval.batch_size must be ≥ 1"),
     ]
     problems.extend(msg for ok, msg in checks if not ok)
+    problems.extend(_validate_augment(config))
+    problems.extend(_validate_channels(config))
     return problems
+
+
+def _validate_augment(config: Config) -> list[str]:
+    """The ``augment:`` section: preset name, knobs it uses, ranges, transform names."""
+    from supcon.augment_spec import check_augment
+
+    aug = config.augment
+    problems = check_augment(aug.preset, config.loss.use_labels, aug.knobs(), bool(aug.transforms))
+    if aug.transforms and not problems:
+        from supcon.data.augment import parse_transforms  # imports torchvision: only when used
+
+        try:
+            parse_transforms(aug.transforms)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def default_channels(data: DataConfig) -> int:
+    """``data.channels``, or its default: 1 for the (grayscale) digits, 3 for image files."""
+    if data.channels is not None:
+        return data.channels
+    return 1 if data.dataset == "digits" else 3
+
+
+def _validate_channels(config: Config) -> list[str]:
+    """``data.channels`` and the lengths and signs of ``data.mean`` / ``data.std``."""
+    data = config.data
+    if data.channels not in (None, 1, 3):
+        return [f"data.channels must be 1 (grayscale), 3 (RGB) or null, got {data.channels}"]
+    channels = default_channels(data)
+    problems = []
+    for key in ("mean", "std"):
+        values = getattr(data, key)
+        if values is not None and len(values) != channels:
+            problems.append(
+                f"data.{key} needs {channels} value(s), one per channel (data.channels="
+                f"{channels}), got {list(values)}"
+            )
+    if data.std is not None and not all(v > 0 for v in data.std):
+        problems.append(f"data.std values must be > 0, got {list(data.std)}")
+    return problems
+
+
+def resolve_defaults(config: Config) -> Config:
+    """The config with automatic values made explicit, as a run directory records them.
+
+    ``augment.preset`` (unless ``augment.transforms`` replaces it), ``data.channels`` and
+    ``eval.resize`` get their defaults; a deprecated ``data.color_jitter`` moves to
+    ``augment.jitter`` when the preset has colour jitter (and is dropped otherwise).
+    """
+    from supcon.augment_spec import PRESET_DEFAULTS, resolve_preset
+
+    augment, data = config.augment, config.data
+    if not augment.transforms:
+        preset = resolve_preset(augment.preset, config.loss.use_labels)
+        augment = dataclasses.replace(augment, preset=preset)
+        alias = data.color_jitter is not None and augment.jitter is None
+        if alias and "jitter" in PRESET_DEFAULTS[preset]:
+            augment = dataclasses.replace(augment, jitter=data.color_jitter)
+    data = dataclasses.replace(data, channels=default_channels(data), color_jitter=None)
+    resize = config.eval.resize or ("full" if data.dataset == "digits" else "crop")
+    return dataclasses.replace(
+        config, augment=augment, data=data, eval=dataclasses.replace(config.eval, resize=resize)
+    )
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

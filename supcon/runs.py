@@ -24,7 +24,7 @@ class LoadedRun:
     Attributes:
         config: The run's resolved config.
         model: The embedding model in eval mode.
-        eval_transform: The deterministic image transform (``None`` for in-memory digits).
+        eval_transform: The deterministic image transform (``eval.resize`` of the run).
         class_names: Class names of the training data, by id.
         checkpoint: The checkpoint file that was loaded.
     """
@@ -74,5 +74,11 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     model = build_model(config.model, int(state["in_chans"]), pretrained=False)
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    _, eval_tf = build_transforms(config.data, model.backbone)
+    _, eval_tf = build_transforms(
+        config.data,
+        model.backbone,
+        config.augment,
+        use_labels=config.loss.use_labels,
+        resize=config.eval.resize,
+    )
     return LoadedRun(config, model, eval_tf, tuple(state.get("class_names", ())), checkpoint_path)

@@ -103,7 +103,13 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
     Raises:
         UserError: when the data cannot be read or cannot be embedded by this run.
     """
-    from supcon.data import load_splits, read_csv_manifest, scan_image_folder
+    from supcon.data import (
+        input_channels,
+        load_splits,
+        read_csv_manifest,
+        scan_image_folder,
+        with_channels,
+    )
 
     if data is None:
         train, held_out = load_splits(run.config.data, run.config.train.seed)
@@ -111,18 +117,13 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
             return held_out, f"held-out split of {run.checkpoint}"
         return _concat(train, held_out), f"all data of {run.checkpoint}"
     path = Path(data)
-    if run.eval_transform is None:
-        raise UserError(
-            "this run was trained on the bundled digits, which have no image transform; "
-            "--data needs a run trained on image files"
-        )
     if path.is_dir():
         items = scan_image_folder(path, class_names=run.class_names or None)
     elif path.is_file() and path.suffix.lower() == ".csv":
         items = read_csv_manifest(path).files
     else:
         raise UserError(f"--data {data!r} must be an image folder or a .csv manifest")
-    return items, str(path)
+    return with_channels(items, input_channels(run.config.data)), str(path)
 
 
 def model_info(run: LoadedRun) -> dict[str, str]:

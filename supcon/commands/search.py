@@ -38,16 +38,11 @@ def _load_model(index: Any, run_arg: str | None, device: torch.device) -> Any:
             f"{loaded.checkpoint} makes {loaded.model.embedding_dim}-dimensional embeddings but "
             f"the index holds {index.dim}-dimensional ones; use the model the index was built with"
         )
-    if loaded.eval_transform is None:
-        raise UserError(
-            "this run was trained on the bundled digits, which have no image transform; "
-            "searching with image files needs a run trained on image files"
-        )
     return loaded
 
 
 def _embed_images(loaded: Any, paths: list[str], device: torch.device) -> torch.Tensor:
-    from supcon.data import DataError
+    from supcon.data import DataError, input_channels, with_channels
     from supcon.data.sources import FileSplit
 
     missing = [p for p in paths if not Path(p).is_file()]
@@ -55,6 +50,7 @@ def _embed_images(loaded: Any, paths: list[str], device: torch.device) -> torch.
         raise UserError(f"image(s) not found: {', '.join(missing[:5])}")
     resolved = tuple(str(Path(p).resolve()) for p in paths)
     files = FileSplit(resolved, np.zeros(len(paths), np.int64), ())
+    files = with_channels(files, input_channels(loaded.config.data))
     try:
         images = torch.stack([loaded.eval_transform(files.load(i)) for i in range(len(paths))])
     except DataError as exc:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import nn
 
+from supcon.augment_spec import PRESET_DEFAULTS
+from supcon.data.augment import build_augmentation, build_eval_transform
 from supcon.data.digits import load_digits_splits
 from supcon.data.sources import (
     EVAL_SPLITS,
@@ -18,24 +21,34 @@ from supcon.data.sources import (
     scan_image_folder,
 )
 from supcon.data.splits import split_by_class, split_by_sample
-from supcon.data.transforms import (
-    Transform,
-    digit_augmentation,
-    eval_transform,
-    resolve_image_config,
-    simclr_augmentation,
-)
+from supcon.data.transforms import Transform, resolve_image_config
 from supcon.data.views import Split
 
 if TYPE_CHECKING:
-    from supcon.config import DataConfig
+    from supcon.config import AugmentConfig, DataConfig
 
 DIGITS_IMAGE_SIZE = 16
 
 
 def input_channels(config: DataConfig) -> int:
-    """Channels of the images the recipe's data yields (1 for digits, 3 otherwise)."""
-    return 1 if config.dataset == "digits" else 3
+    """Channels of the images the recipe's data yields: ``data.channels``, or by default 1 for
+    the digits and 3 for image files."""
+    from supcon.config import default_channels
+
+    return default_channels(config)
+
+
+def with_channels(split: Split, channels: int) -> Split:
+    """``split`` yielding ``channels``-channel images (files read as ``L`` or ``RGB``; the
+    in-memory grayscale digits repeated to 3 channels when asked)."""
+    if isinstance(split, FileSplit):
+        return dataclasses.replace(split, mode="L" if channels == 1 else "RGB")
+    images = getattr(split, "images", None)
+    if images is not None and images.shape[1] != channels:
+        if images.shape[1] != 1:
+            raise DataError(f"cannot turn {images.shape[1]}-channel images into {channels}")
+        return dataclasses.replace(split, images=images.expand(-1, channels, -1, -1).contiguous())
+    return split
 
 
 def _split(files: FileSplit, config: DataConfig, seed: int) -> tuple[FileSplit, FileSplit]:
@@ -111,20 +124,92 @@ def load_splits(config: DataConfig, seed: int) -> tuple[Split, Split]:
         raise DataError(
             "the held-out split is empty; raise data.test_fraction or add held-out rows"
         )
-    return train, test
+    channels = input_channels(config)
+    return with_channels(train, channels), with_channels(test, channels)
 
 
-def build_transforms(config: DataConfig, backbone: nn.Module) -> tuple[Transform, Transform | None]:
+def _per_channel(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
+    """timm's per-channel statistics for ``channels`` channels (averaged for grayscale)."""
+    values = tuple(float(v) for v in values)
+    if len(values) != channels:
+        values = (sum(values) / len(values),) * channels
+    return values
+
+
+def build_transforms(
+    config: DataConfig,
+    backbone: nn.Module,
+    augment: AugmentConfig | None = None,
+    *,
+    use_labels: bool = True,
+    resize: str | None = None,
+) -> tuple[Transform, Transform]:
     """Training augmentation and eval transform for the configured data and backbone.
 
     Args:
-        config: The ``data:`` section.
-        backbone: The timm backbone (its pretrained config sets size, mean and std).
+        config: The ``data:`` section (size, channels, mean/std overrides).
+        backbone: The timm backbone (its pretrained config sets size, mean, std, crop
+            fraction and interpolation).
+        augment: The ``augment:`` section (``None``: the defaults).
+        use_labels: ``loss.use_labels`` (picks the default preset).
+        resize: ``eval.resize`` (``None``: ``full`` for the digits, else ``crop``).
 
     Returns:
-        ``(train_transform, eval_transform)``; the digits need no eval transform (``None``).
+        ``(train_transform, eval_transform)``.
+
+    Raises:
+        ValueError: for a bad augmentation setting (one line).
     """
-    if config.dataset == "digits":
-        return digit_augmentation(config.image_size or DIGITS_IMAGE_SIZE), None
-    image_config = resolve_image_config(backbone, config.image_size)
-    return simclr_augmentation(image_config, config.color_jitter), eval_transform(image_config)
+    from supcon.augment_spec import resolve_preset
+    from supcon.config import AugmentConfig
+
+    augment = augment or AugmentConfig()
+    channels = input_channels(config)
+    default_size = DIGITS_IMAGE_SIZE if config.dataset == "digits" else None
+    image_config = resolve_image_config(backbone, config.image_size or default_size)
+    size = image_config["input_size"][-1]
+    mean = config.mean or _per_channel(image_config["mean"], channels)
+    std = config.std or _per_channel(image_config["std"], channels)
+    knobs = augment.knobs()
+    if config.color_jitter is not None and knobs["jitter"] is None:  # deprecated alias
+        preset = resolve_preset(augment.preset, use_labels)
+        if not augment.transforms and "jitter" in PRESET_DEFAULTS[preset]:
+            knobs["jitter"] = config.color_jitter
+    common = {
+        "channels": channels,
+        "mean": mean,
+        "std": std,
+        "interpolation": image_config["interpolation"],
+    }
+    train = build_augmentation(
+        resolve_preset(augment.preset, use_labels),
+        size,
+        transforms=augment.transforms or None,
+        **common,
+        **knobs,
+    )
+    resize = resize or ("full" if config.dataset == "digits" else "crop")
+    evaluation = build_eval_transform(
+        size, resize=resize, crop_pct=image_config.get("crop_pct", 1.0), **common
+    )
+    return train, evaluation
+
+
+def describe_transforms(
+    augment: AugmentConfig, resize: str, train: Transform, evaluation: Transform
+) -> str:
+    """The text of a run's ``augment.txt``: the resolved settings and both pipelines' reprs."""
+    from supcon.augment_spec import preset_knobs
+
+    if augment.transforms:
+        settings = f"augment.transforms: {list(augment.transforms)}"
+    else:
+        knobs = preset_knobs(augment.preset or "retrieval", augment.knobs())
+        values = ", ".join(
+            f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in knobs.items()
+        )
+        settings = f"augment.preset={augment.preset} ({values or 'no knobs'})"
+    return (
+        f"# training views: {settings}\n{train!r}\n\n"
+        f"# evaluation: eval.resize={resize}\n{evaluation!r}\n"
+    )

@@ -50,6 +50,7 @@ class FileSplit:
         class_names: Name of each class id (empty for unlabeled data).
         is_query: ``(N,)`` bool, or ``None`` (every item is a query).
         is_gallery: ``(N,)`` bool, or ``None`` (every item is in the gallery).
+        mode: PIL mode images are converted to: ``"RGB"`` or ``"L"`` (grayscale).
     """
 
     paths: tuple[str, ...]
@@ -57,6 +58,7 @@ class FileSplit:
     class_names: tuple[str, ...]
     is_query: np.ndarray | None = None
     is_gallery: np.ndarray | None = None
+    mode: str = "RGB"
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -66,11 +68,11 @@ class FileSplit:
         return bool(len(self.labels)) and bool((self.labels != UNLABELED).all())
 
     def load(self, index: int) -> Image.Image:
-        """Open image ``index`` as RGB."""
+        """Open image ``index`` in :attr:`mode` (RGB by default)."""
         path = self.paths[index]
         try:
             with Image.open(path) as image:
-                return image.convert("RGB")
+                return image.convert(self.mode)
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read image {path!r}: {exc}") from None
 

@@ -66,7 +66,13 @@ class MultiViewDataset(Dataset):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[Tensor, int, int]:
+        """Item ``index`` of the current epoch, or of ``epoch`` for an ``(epoch, index)`` pair
+        (what a DataLoader with persistent workers passes, see
+        :class:`supcon.training.sampling.EpochBatches`)."""
+        epoch = self.epoch
+        if isinstance(index, tuple):
+            epoch, index = index
         image = self.split.load(index)
         if self.seed is None:
             views = torch.stack([self.transform(image) for _ in range(self.views)])
@@ -76,7 +82,7 @@ class MultiViewDataset(Dataset):
             generator = torch.default_generator
             saved = generator.get_state()
             try:
-                generator.manual_seed(augmentation_seed(self.seed, self.epoch, index))
+                generator.manual_seed(augmentation_seed(self.seed, epoch, index))
                 views = torch.stack([self.transform(image) for _ in range(self.views)])
             finally:
                 generator.set_state(saved)

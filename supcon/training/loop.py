@@ -9,6 +9,7 @@ loss contrasts the whole batch and only rank 0 writes to the run directory.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +29,9 @@ from supcon.builders import (
     build_model,
     build_optimizer,
 )
-from supcon.config import Config, config_to_dict, config_to_yaml
+from supcon.config import Config, config_to_dict, config_to_yaml, resolve_defaults
 from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
+from supcon.data.build import describe_transforms
 from supcon.data.workers import resolve_num_workers
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
@@ -48,7 +50,7 @@ from supcon.training.gradcache import cached_backward
 from supcon.training.logging import RunLog, provenance
 from supcon.training.monitor import diagnose, warn_if_collapsed
 from supcon.training.optim import build_scheduler, set_backbone_frozen
-from supcon.training.sampling import SkipBatches
+from supcon.training.sampling import EpochBatches
 from supcon.training.state import Progress, capture_rng, restore_rng
 
 
@@ -135,6 +137,13 @@ def train(
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     rank, world = get_rank(), get_world_size()
+    if config.data.color_jitter is not None and rank == 0:
+        print(
+            "supcon train: data.color_jitter is deprecated; use augment.jitter (it is applied "
+            "as augment.jitter when the preset has colour jitter, else ignored)",
+            file=sys.stderr,
+        )
+    config = resolve_defaults(config)  # the run directory records the automatic choices
     if launched_by_torchrun() and world == 1:
         raise TrainingError(
             "started by torchrun but no process group is initialised; call train() inside "
@@ -170,7 +179,13 @@ def train(
     # Model, loss, optimizer, schedule.
     in_chans = input_channels(config.data)
     model = build_model(config.model, in_chans, pretrained=False if resume else None)
-    train_transform, eval_transform = build_transforms(config.data, model.backbone)
+    train_transform, eval_transform = build_transforms(
+        config.data,
+        model.backbone,
+        config.augment,
+        use_labels=config.loss.use_labels,
+        resize=config.eval.resize,
+    )
     dataset = MultiViewDataset(train_split, train_transform, views, seed=tc.seed)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
@@ -222,6 +237,12 @@ def train(
             meta["resumed_at_step"] = state.step
         atomic_write_json(run_dir / "meta.json", meta)
         atomic_write_json(run_dir / "classes.json", {"classes": list(train_split.class_names)})
+        atomic_write_text(
+            run_dir / "augment.txt",
+            describe_transforms(
+                config.augment, config.eval.resize, train_transform, eval_transform
+            ),
+        )
     logs = RunLog(run_dir, enabled=is_main, tensorboard=tc.tensorboard, resume_step=state.step)
 
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
@@ -260,6 +281,18 @@ def train(
                 save("best.pt", metrics)
         return metrics
 
+    # One loader for the whole run: its workers live across epochs; the epoch travels with
+    # each index, so per-sample augmentation seeds stay exact.
+    epoch_batches = EpochBatches(batches)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=epoch_batches,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(tc.seed),  # leaves the global RNG alone
+    )
+
     start = time.perf_counter()
     try:
         for epoch in range(state.epoch, tc.epochs):
@@ -271,14 +304,7 @@ def train(
             encode = lambda x, m=train_model: m(x, output="head")  # noqa: E731
             no_sync = ddp.no_sync if ddp is not None else None
             dataset.set_epoch(epoch)
-            batches.set_epoch(epoch)
-            loader = DataLoader(
-                dataset,
-                batch_sampler=SkipBatches(batches, state.batch),
-                num_workers=workers,
-                pin_memory=device.type == "cuda",
-                generator=torch.Generator().manual_seed(tc.seed + epoch),
-            )
+            epoch_batches.set_epoch(epoch, skip=state.batch)
             bar = tqdm(
                 loader,
                 desc=f"epoch {epoch + 1}/{tc.epochs}",

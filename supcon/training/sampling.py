@@ -99,3 +99,33 @@ class SkipBatches:
         for i, batch in enumerate(self.sampler):
             if i >= self.skip:
                 yield batch
+
+
+class EpochBatches:
+    """Index lists of ``(epoch, index)`` pairs, for one DataLoader reused across epochs.
+
+    With ``persistent_workers`` the worker processes keep their own copy of the dataset, so
+    the epoch cannot be set on it; it travels with each index instead
+    (:class:`supcon.data.MultiViewDataset` accepts such pairs). Call :meth:`set_epoch` before
+    iterating the loader for each epoch.
+
+    Args:
+        sampler: The batch sampler (its ``set_epoch`` is called too).
+    """
+
+    def __init__(self, sampler: BatchSampler) -> None:
+        self.sampler = sampler
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Iterate ``epoch``'s batches, dropping the first ``skip`` (resuming mid-epoch)."""
+        self.epoch, self.skip = epoch, skip
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for batch in SkipBatches(self.sampler, self.skip):
+            yield [(self.epoch, index) for index in batch]
