@@ -25,6 +25,7 @@ markdown table and writes ``benchmarks/results/bench_quality.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -78,10 +79,10 @@ def run(command: list[str], log: Path) -> float:
 
 
 def load_test(root: Path) -> tuple[list, np.ndarray]:
-    """The test images (PIL, as ``supcon`` loads them) and their class ids."""
+    """The test images (grayscale PIL, as ``data.channels: 1`` loads them) and class ids."""
     from supcon.data import scan_image_folder
 
-    split = scan_image_folder(root / "test")
+    split = dataclasses.replace(scan_image_folder(root / "test"), mode="L")
     return [split.load(i) for i in range(len(split))], split.labels
 
 
@@ -97,6 +98,17 @@ def embed(
 def score(embeddings: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     metrics = retrieval_metrics(embeddings, labels, ks=KS)
     return {key: float(metrics[key]) for key in ("recall@1", "recall@8", "map@r")}
+
+
+def markdown_table(results: list[dict]) -> str:
+    lines = ["| variant | recall@1 | recall@8 | MAP@R | wall s |", "|---|---|---|---|---|"]
+    for r in results:
+        wall = f"{r['wall_s']:.0f}" if r["wall_s"] else "–"
+        lines.append(
+            f"| {r['variant']} | {r['recall@1']:.3f} | {r['recall@8']:.3f} | {r['map@r']:.3f} "
+            f"| {wall} |"
+        )
+    return "\n".join(lines)
 
 
 def pml_eval_transform(size: int) -> Callable:
@@ -118,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny data, 1 epoch")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument(
+        "--epochs", type=int, default=10, help="epochs of every trained variant (default 10)"
+    )
     parser.add_argument("--data", type=Path, help="generate (or reuse) the data here")
     parser.add_argument("--seed", type=int, default=0, help="data and training seed")
     parser.add_argument("--only", nargs="*", help="run only variants whose name has one of these")
@@ -127,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     recipe = load_config(RECIPE)
     size = recipe.data.image_size or 32
-    epochs = QUICK["epochs"] if args.quick else recipe.train.epochs
+    epochs = QUICK["epochs"] if args.quick else args.epochs
     sizes = (
         {k: QUICK[k] for k in ("train_classes", "test_classes", "per_class")}
         if args.quick
@@ -207,15 +222,6 @@ def main(argv: list[str] | None = None) -> int:
             pixels = embed(lambda x: x.flatten(1), images, pml_eval_transform(size))
             report("(e) raw pixels", score(pixels, labels), None, "")
 
-    print()
-    print("| variant | recall@1 | recall@8 | MAP@R | wall s |")
-    print("|---|---|---|---|---|")
-    for r in results:
-        wall = f"{r['wall_s']:.0f}" if r["wall_s"] else "–"
-        print(
-            f"| {r['variant']} | {r['recall@1']:.3f} | {r['recall@8']:.3f} | {r['map@r']:.3f} "
-            f"| {wall} |"
-        )
     setup = {
         **sizes,
         "image_size": size,
@@ -239,7 +245,16 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if not args.quick:
+        if args.only and args.out.is_file():  # update those rows of an earlier full run
+            earlier = json.loads(args.out.read_text())
+            if earlier.get("setup") == setup:
+                fresh = {r["variant"] for r in results}
+                kept = [r for r in earlier["results"] if r["variant"] not in fresh]
+                report_json["results"] = sorted(kept + results, key=lambda r: r["variant"])
         atomic_write_json(args.out, report_json)
+    print()
+    print(markdown_table(report_json["results"]))
+    if not args.quick:
         print(f"written to {args.out}")
     print(json.dumps(setup))
     return 0
