@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from supcon.config import Config, LossConfig, MinerConfig, ModelConfig, OptimConfig
-from supcon.losses import SupConLoss
+from supcon.losses import CrossBatchMemory
 from supcon.models import EmbeddingModel, GeM, create_backbone
 
 if TYPE_CHECKING:
@@ -50,27 +50,72 @@ def build_model(
     )
 
 
-def build_loss(config: LossConfig, *, distributed: bool = False) -> SupConLoss:
-    """The loss of a recipe.
+def build_loss(
+    config: LossConfig,
+    *,
+    distributed: bool = False,
+    num_classes: int | None = None,
+    embedding_size: int | None = None,
+) -> nn.Module:
+    """The loss of a recipe, from the loss registry (``supcon.losses.registry``).
 
     Args:
         config: The ``loss:`` section.
-        distributed: Training under DDP: contrast against every rank's rows
-            (``gather_distributed=True``), with exact full-batch gradients.
+        distributed: Training under DDP: ``supcon`` contrasts against every rank's rows
+            (``gather_distributed=True``), with exact full-batch gradients. PML losses are
+            called on the gathered batch by :func:`supcon.training.criterion.step_loss`.
+        num_classes: Classes of the training data, for losses with one weight per class.
+        embedding_size: Dimension of the embeddings the loss sees (the head output).
+
+    Raises:
+        ValueError: for an unknown loss or argument (listing the valid ones), or a class-based
+            loss without ``num_classes``.
     """
-    return SupConLoss(
-        config.temperature,
-        base_temperature=config.base_temperature,
-        contrast_mode=config.contrast_mode,
-        gather_distributed=distributed,
+    from supcon.losses.registry import DEFAULT_LOSS, losses
+    from supcon.losses.registry import build_loss as make_loss
+
+    if config.name == DEFAULT_LOSS:
+        args = {
+            "temperature": config.temperature,
+            "base_temperature": config.base_temperature,
+            "contrast_mode": config.contrast_mode,
+            "hcl_beta": config.hcl_beta,
+            "path": config.path,
+            "block_size": config.block_size,
+            "gather_distributed": distributed,
+        }
+        return make_loss(DEFAULT_LOSS, args)
+    if losses()[config.name].class_based and num_classes is None:
+        raise ValueError(f"loss.name={config.name} needs num_classes (labeled training data)")
+    return make_loss(
+        config.name, config.args, num_classes=num_classes, embedding_size=embedding_size
     )
 
 
-def build_optimizer(config: OptimConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """The optimizer of a recipe: AdamW or SGD with backbone / head groups (see ``optim:``)."""
+def build_memory(config: LossConfig, embedding_size: int) -> CrossBatchMemory | None:
+    """The cross-batch memory of a recipe (``None`` for ``loss.memory_size: 0``).
+
+    Args:
+        config: The ``loss:`` section.
+        embedding_size: Dimension of the embeddings the loss sees.
+    """
+    if config.memory_size == 0:
+        return None
+    return CrossBatchMemory(config.memory_size, embedding_size, gather_distributed=True)
+
+
+def build_optimizer(
+    config: OptimConfig, model: nn.Module, loss: nn.Module | None = None
+) -> torch.optim.Optimizer:
+    """The optimizer of a recipe: AdamW or SGD with backbone / head groups (see ``optim:``).
+
+    A loss with parameters (proxies, class weights) adds a ``"loss"`` group at
+    ``optim.loss_lr`` (default 10 × ``optim.lr``) without weight decay.
+    """
+    from supcon.training.optim import add_loss_group
     from supcon.training.optim import build_optimizer as make_optimizer
 
-    return make_optimizer(
+    optimizer = make_optimizer(
         model,
         config.name,
         lr=config.lr,
@@ -78,6 +123,11 @@ def build_optimizer(config: OptimConfig, model: nn.Module) -> torch.optim.Optimi
         backbone_lr=config.backbone_lr,
         momentum=config.momentum,
     )
+    if loss is not None:
+        add_loss_group(
+            optimizer, loss, config.lr * 10 if config.loss_lr is None else config.loss_lr
+        )
+    return optimizer
 
 
 def build_batch_sampler(

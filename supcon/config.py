@@ -110,12 +110,31 @@ class LossConfig:
         contrast_mode: ``"all"`` or ``"one"``.
         use_labels: ``True``: positives share a label (SupCon); ``False``: positives are the
             other views of the same image (SimCLR NT-Xent).
+        name: ``"supcon"`` (this package's loss; the keys above and below configure it) or
+            any PML loss by snake_case name (``"arcface"``, ``"proxy_anchor"``,
+            ``"multi_similarity"``, ``"triplet_margin"``, ...; see
+            ``supcon.losses.registry.losses()``).
+        args: Constructor arguments of a PML loss, e.g. ``{margin: 28.6, scale: 64}`` for
+            ``arcface``. ``num_classes`` and the embedding size are filled in.
+        hcl_beta: Hard-negative concentration β of HCL (``supcon`` only; 0: off).
+        path: ``"auto"``, ``"dense"``, ``"tiled"`` or ``"sparse"`` (mined pairs only):
+            which implementation computes ``supcon``.
+        block_size: Anchor rows per tile of the tiled path (``null``: automatic).
+        memory_size: Rows of a label-aware cross-batch memory (XBM; ``supcon`` only; 0: off).
+        memory_start_epoch: First epoch that uses and fills the memory.
     """
 
     temperature: float = 0.1
     base_temperature: float | None = None
     contrast_mode: Literal["all", "one"] = "all"
     use_labels: bool = True
+    name: str = "supcon"
+    args: dict[str, Any] = field(default_factory=dict)
+    hcl_beta: float = 0.0
+    path: Literal["auto", "dense", "tiled", "sparse"] = "auto"
+    block_size: int | None = None
+    memory_size: int = 0
+    memory_start_epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -162,6 +181,8 @@ class OptimConfig:
         clip_grad_norm: Clip the global gradient norm to this value (``null``: no clipping).
         freeze_backbone_epochs: Train only the head (and pooling) for this many epochs first;
             the backbone is frozen in eval mode (its BatchNorm statistics do not move either).
+        loss_lr: Peak learning rate of the loss's own parameters (proxies / class weights of
+            ``arcface``, ``proxy_anchor``, ...; no weight decay); ``null``: 10 × ``lr``.
     """
 
     name: Literal["adamw", "sgd"] = "adamw"
@@ -173,6 +194,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.01
     clip_grad_norm: float | None = None
     freeze_backbone_epochs: int = 0
+    loss_lr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -518,6 +540,7 @@ def validate(config: Config) -> list[str]:
     problems.extend(msg for ok, msg in checks if not ok)
     problems.extend(_validate_augment(config))
     problems.extend(_validate_channels(config))
+    problems.extend(_validate_loss(config))
     return problems
 
 
@@ -584,6 +607,71 @@ def resolve_defaults(config: Config) -> Config:
     return dataclasses.replace(
         config, augment=augment, data=data, eval=dataclasses.replace(config.eval, resize=resize)
     )
+
+
+def _validate_loss(config: Config) -> list[str]:
+    """The ``loss:`` name, arguments and options against each other and the recipe."""
+    from supcon.losses.registry import DEFAULT_LOSS, loss_problems, losses
+
+    loss, name = config.loss, config.loss.name
+    if name == DEFAULT_LOSS and loss.args:
+        return [
+            "loss.args is for PML losses; supcon is set with loss.temperature, "
+            "loss.base_temperature, loss.hcl_beta, loss.path, loss.block_size"
+        ]
+    problems = loss_problems(name, loss.args)
+    if problems:
+        return problems
+    checks = [
+        (loss.hcl_beta >= 0, "loss.hcl_beta must be ≥ 0"),
+        (loss.block_size is None or loss.block_size >= 1, "loss.block_size must be ≥ 1 or null"),
+        (loss.memory_size >= 0, "loss.memory_size must be ≥ 0 (0: no memory)"),
+        (
+            0 <= loss.memory_start_epoch < config.train.epochs,
+            "loss.memory_start_epoch must be in [0, train.epochs)",
+        ),
+        (
+            config.optim.loss_lr is None or config.optim.loss_lr >= 0,
+            "optim.loss_lr must be ≥ 0 or null",
+        ),
+    ]
+    if name == DEFAULT_LOSS:
+        checks += [
+            (
+                loss.path != "sparse" or (config.miner.name != "none" and loss.hcl_beta == 0),
+                "loss.path=sparse needs mined pairs (a miner.name) and loss.hcl_beta=0",
+            ),
+            (
+                loss.memory_size == 0 or config.miner.name == "none",
+                "loss.memory_size needs miner.name=none (mined pairs cannot reach the memory)",
+            ),
+        ]
+    else:
+        only_supcon = {
+            "temperature": loss.temperature != 0.1,
+            "base_temperature": loss.base_temperature is not None,
+            "contrast_mode": loss.contrast_mode != "all",
+            "hcl_beta": loss.hcl_beta != 0,
+            "path": loss.path != "auto",
+            "block_size": loss.block_size is not None,
+            "memory_size": loss.memory_size != 0,
+        }
+        for key, changed in only_supcon.items():
+            checks.append(
+                (
+                    not changed,
+                    f"loss.{key} applies to loss.name=supcon only; set {name}'s own options "
+                    "in loss.args",
+                )
+            )
+        checks.append(
+            (
+                loss.use_labels or not losses()[name].class_based,
+                f"loss.name={name} learns one weight per class, so it needs labels: set "
+                "loss.use_labels=true and train on labeled data",
+            )
+        )
+    return [msg for ok, msg in checks if not ok]
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

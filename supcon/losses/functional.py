@@ -145,6 +145,21 @@ def check_tiled(tiled: bool | None) -> bool | None:
     return tiled
 
 
+#: Values of ``path``: ``"auto"`` chooses by size and sparsity; the others force one path.
+PATHS = ("auto", "dense", "tiled", "sparse")
+
+
+def check_path(path: str, tiled: bool | None) -> tuple[bool | None, bool]:
+    """``(tiled, force_sparse)`` for a ``path`` name; raises if it is unknown or clashes."""
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {', '.join(PATHS)}, got {path!r}.")
+    if path != "auto" and tiled is not None:
+        raise ValueError(f"pass either path={path!r} or tiled={tiled!r}, not both.")
+    if path == "auto":
+        return tiled, False
+    return {"dense": False, "tiled": True, "sparse": None}[path], path == "sparse"
+
+
 def _anchor_loss_sum(
     z: Tensor,
     batch: FlatBatch,
@@ -153,10 +168,16 @@ def _anchor_loss_sum(
     tiled: bool | None,
     block_size: int | None,
     grad_cols: int,
+    force_sparse: bool = False,
 ) -> tuple[Tensor, AnchorCounts, str]:
     structure = batch.structure
     num_anchors, num_cols = structure.num_anchors, structure.num_candidates
-    sparse = (
+    if force_sparse and (structure.kind != "pairs" or beta != 0.0):
+        raise ValueError(
+            "path='sparse' needs mined pairs (indices_tuple from a miner) and hcl_beta=0; "
+            "use path='auto' otherwise."
+        )
+    sparse = force_sparse or (
         tiled is None
         and structure.kind == "pairs"
         and beta == 0.0
@@ -219,6 +240,7 @@ def supcon_loss_with_stats(
     tiled: bool | None = None,
     block_size: int | None = None,
     gather_distributed: bool = False,
+    path: str = "auto",
 ) -> tuple[Tensor, LossStats]:
     """:func:`supcon_loss` that also returns :class:`LossStats`."""
     tau = check_temperature(temperature)
@@ -228,7 +250,7 @@ def supcon_loss_with_stats(
         else tau / check_temperature(base_temperature, "base_temperature")
     )
     beta = check_beta(hcl_beta)
-    tiled = check_tiled(tiled)
+    tiled, force_sparse = check_path(path, check_tiled(tiled))
     block_size = check_block_size(block_size)
     batch = prepare_batch(
         embeddings,
@@ -244,8 +266,10 @@ def supcon_loss_with_stats(
     z = l2_normalize(batch.candidates)
     refs_need_grad = ref_embeddings is not None and ref_embeddings.requires_grad
     grad_cols = z.shape[0] if refs_need_grad else batch.num_batch_rows
-    total, counts, path = _anchor_loss_sum(z, batch, 1.0 / tau, beta, tiled, block_size, grad_cols)
-    loss, stats = _reduce(total, counts, batch, path)
+    total, counts, used = _anchor_loss_sum(
+        z, batch, 1.0 / tau, beta, tiled, block_size, grad_cols, force_sparse
+    )
+    loss, stats = _reduce(total, counts, batch, used)
     return (loss * scale).to(embeddings.dtype), stats
 
 
@@ -265,6 +289,7 @@ def supcon_loss(
     tiled: bool | None = None,
     block_size: int | None = None,
     gather_distributed: bool = False,
+    path: str = "auto",
 ) -> Tensor:
     """Supervised contrastive loss (SupCon L_out; NT-Xent with one positive per anchor).
 
@@ -303,6 +328,8 @@ def supcon_loss(
             rows, and return the global mean (identical on every rank) with gradients that,
             after DDP's averaging, equal the single-process full-batch gradient. Ranks may hold
             different batch sizes. A no-op when not distributed.
+        path: ``"auto"`` (default: as ``tiled``), or force ``"dense"``, ``"tiled"`` or
+            ``"sparse"`` (mined pairs only, ``hcl_beta=0``). Not combined with ``tiled``.
 
     Returns:
         Scalar loss: the mean over anchors with at least one positive; 0 (still in the graph)
@@ -326,5 +353,6 @@ def supcon_loss(
         tiled=tiled,
         block_size=block_size,
         gather_distributed=gather_distributed,
+        path=path,
     )
     return loss

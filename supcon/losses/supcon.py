@@ -7,6 +7,7 @@ from torch import Tensor, nn
 from supcon.losses.functional import (
     LossStats,
     check_block_size,
+    check_path,
     check_tiled,
     supcon_loss_with_stats,
 )
@@ -32,6 +33,8 @@ class SupConLoss(nn.Module):
         block_size: Anchor rows per tile for the tiled path (``None``: automatic).
         gather_distributed: Contrast against the rows of every DDP rank with exact gradients
             (see :func:`supcon.losses.functional.supcon_loss`); a no-op when not distributed.
+        path: ``"auto"``, or force ``"dense"``, ``"tiled"`` or ``"sparse"`` (mined pairs only);
+            an alternative to ``tiled``.
 
     Attributes:
         last_stats: :class:`LossStats` of the most recent call (anchors without positives, ...).
@@ -53,6 +56,7 @@ class SupConLoss(nn.Module):
         tiled: bool | None = None,
         block_size: int | None = None,
         gather_distributed: bool = False,
+        path: str = "auto",
     ) -> None:
         super().__init__()
         self.temperature = check_temperature(temperature)
@@ -66,6 +70,8 @@ class SupConLoss(nn.Module):
         self.tiled = check_tiled(tiled)
         self.block_size = check_block_size(block_size)
         self.gather_distributed = bool(gather_distributed)
+        check_path(path, self.tiled)
+        self.path = path
         self.last_stats: LossStats | None = None
 
     def forward(
@@ -99,6 +105,7 @@ class SupConLoss(nn.Module):
             tiled=self.tiled,
             block_size=self.block_size,
             gather_distributed=self.gather_distributed,
+            path=self.path,
         )
         return loss
 
@@ -116,4 +123,6 @@ class SupConLoss(nn.Module):
             parts.append(f"block_size={self.block_size}")
         if self.gather_distributed:
             parts.append("gather_distributed=True")
+        if self.path != "auto":
+            parts.append(f"path={self.path!r}")
         return ", ".join(parts)

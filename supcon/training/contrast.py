@@ -16,6 +16,7 @@ def batch_loss(
     labels: Tensor | None,
     views: int,
     miner: nn.Module | None = None,
+    refs: dict[str, Tensor] | None = None,
 ) -> Tensor:
     """SupCon loss of a step's embeddings; under DDP, over every rank's rows.
 
@@ -35,6 +36,8 @@ def batch_loss(
         views: ``V``.
         miner: Optional miner; it sees ``(N, D)`` rows flattened view-major (row ``v·b + i``,
             the loss's own order) with repeated labels, and its pairs restrict the loss.
+        refs: Extra candidates ``{"ref_embeddings", "ref_labels"}`` (a cross-batch memory's
+            :meth:`~supcon.losses.CrossBatchMemory.as_refs`); not with a miner.
 
     Returns:
         The scalar loss.
@@ -52,7 +55,7 @@ def batch_loss(
         embeddings = embeddings.float()
     grouped = embeddings.view(-1, views, embeddings.shape[-1])
     if miner is None:
-        return loss_fn(grouped, labels)
+        return loss_fn(grouped, labels, **(refs or {}))
     if labels is None:
         raise ValueError("a miner needs class labels; set loss.use_labels=true")
     rows = grouped.transpose(0, 1).reshape(-1, grouped.shape[-1])

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from supcon.builders import (
     build_batch_sampler,
     build_loss,
+    build_memory,
     build_miner,
     build_model,
     build_optimizer,
@@ -36,7 +37,7 @@ from supcon.data.workers import resolve_num_workers
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import load_checkpoint, save_checkpoint
-from supcon.training.contrast import batch_loss
+from supcon.training.criterion import average_loss_gradients, step_loss
 from supcon.training.distributed import (
     broadcast_buffers,
     get_rank,
@@ -84,6 +85,7 @@ def _wrap(model: nn.Module, device: torch.device, compile_model: bool) -> tuple[
 
 def _checkpoint(
     model: nn.Module,
+    criterion: dict[str, nn.Module | None],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
@@ -95,6 +97,7 @@ def _checkpoint(
     """Everything ``--resume`` needs, plus what :func:`supcon.runs.load_run` reads."""
     return {
         "model": model.state_dict(),
+        **{name: part.state_dict() for name, part in criterion.items() if part is not None},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(),
@@ -160,6 +163,13 @@ def train(
     # Data: held-out split for evaluation, per-sample-seeded views, this rank's batch order.
     train_split, test_split = load_splits(config.data, tc.seed)
     if config.loss.use_labels and not train_split.labeled:
+        from supcon.losses.registry import losses
+
+        if losses()[config.loss.name].class_based:
+            raise TrainingError(
+                f"loss.name={config.loss.name} learns one weight per class, so it needs "
+                "labeled training data; add a label column or choose loss.name=supcon"
+            )
         raise TrainingError(
             "the training data has no labels; set loss.use_labels=false to train NT-Xent on "
             "augmentation pairs, or add a label column"
@@ -189,9 +199,21 @@ def train(
     dataset = MultiViewDataset(train_split, train_transform, views, seed=tc.seed)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
-    loss_fn = build_loss(config.loss, distributed=world > 1)
-    miner = build_miner(config.miner, distributed=world > 1)
-    optimizer = build_optimizer(config.optim, model)
+    num_classes = int(train_split.labels.max()) + 1 if train_split.labeled else None
+    loss_fn = build_loss(
+        config.loss,
+        distributed=world > 1,
+        num_classes=num_classes,
+        embedding_size=model.head_dim,
+    ).to(device)
+    memory = build_memory(config.loss, model.head_dim)
+    if memory is not None:
+        memory.to(device)
+    criterion = {"loss": loss_fn, "memory": memory}
+    # supcon mines this rank's anchors itself; a PML loss sees the gathered batch.
+    gathers = getattr(loss_fn, "gather_distributed", False)
+    miner = build_miner(config.miner, distributed=world > 1 and gathers)
+    optimizer = build_optimizer(config.optim, model, loss_fn)
     scheduler = build_scheduler(
         optimizer,
         total_steps=tc.epochs * steps_per_epoch,
@@ -201,10 +223,14 @@ def train(
     scaler = grad_scaler(device, tc.precision)
     amp = lambda: autocast(device, tc.precision)  # noqa: E731
 
+    memory_start = config.loss.memory_start_epoch
     state = Progress()
     if resume:
         saved = load_checkpoint(checkpoints / "last.pt", map_location="cpu")
         model.load_state_dict(saved["model"])
+        for name, part in criterion.items():
+            if part is not None and name in saved:
+                part.load_state_dict(saved[name])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         scaler.load_state_dict(saved["scaler"])
@@ -218,8 +244,9 @@ def train(
             )
 
     def contrastive_loss(embeddings: Tensor, labels: Tensor | None) -> Tensor:
-        """:func:`batch_loss`, refusing non-finite values (nothing is updated then)."""
-        loss = batch_loss(loss_fn, embeddings, labels, views, miner)
+        """:func:`step_loss`, refusing non-finite values (nothing is updated then)."""
+        refs = memory if memory is not None and state.epoch >= memory_start else None
+        loss = step_loss(loss_fn, embeddings, labels, views, miner, refs)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"loss became {loss.item()} at step {state.step + 1}; lower optim.lr, set "
@@ -248,7 +275,7 @@ def train(
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
         if is_main:
             content = _checkpoint(
-                model, optimizer, scheduler, scaler, state, config, in_chans,
+                model, criterion, optimizer, scheduler, scaler, state, config, in_chans,
                 train_split.class_names,
             )  # fmt: skip
             if metrics is not None:
@@ -337,6 +364,7 @@ def train(
                         no_sync=no_sync,
                         buffers=model,
                     )
+                average_loss_gradients(loss_fn)
                 grad_norm = None
                 if config.optim.clip_grad_norm is not None:
                     scaler.unscale_(optimizer)
@@ -346,6 +374,10 @@ def train(
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
+                if memory is not None and epoch >= memory_start:  # after the step (XBM)
+                    memory.enqueue(
+                        embeddings.detach().view(-1, views, embeddings.shape[-1]), labels
+                    )
                 state.step += 1
                 state.batch += 1
 

@@ -81,6 +81,28 @@ def build_optimizer(
     raise ValueError(f"optim.name must be 'adamw' or 'sgd', got {name!r}")
 
 
+def add_loss_group(optimizer: torch.optim.Optimizer, loss: nn.Module, lr: float) -> bool:
+    """Give a loss's parameters (proxies, class weights) their own ``"loss"`` group.
+
+    Proxy losses are normalised inside (cosine to each proxy), so weight decay would only
+    change their effective step size: the group has none. Proxy Anchor (Kim et al., CVPR
+    2020) trains its proxies 100× faster than the backbone; see ``optim.loss_lr``.
+
+    Args:
+        optimizer: Built over the model's groups.
+        loss: The loss module.
+        lr: Peak learning rate of the group (scaled by the schedule like the others).
+
+    Returns:
+        Whether a group was added (``False`` for a loss without parameters).
+    """
+    params = [p for p in loss.parameters() if p.requires_grad]
+    if not params:
+        return False
+    optimizer.add_param_group({"name": "loss", "params": params, "lr": lr, "weight_decay": 0.0})
+    return True
+
+
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
     """Learning-rate multiplier: linear warmup to 1, then cosine decay to ``min_ratio``.
 
