@@ -89,3 +89,14 @@ def test_symbols_recipe_trains_one_step(tmp_path: Path) -> None:
     assert 0.0 <= metrics["recall@1"] <= 1.0
     steps = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()[1:]
     assert len(steps) == 1
+
+
+def test_geometric_preset_runs_with_a_bicubic_backbone() -> None:
+    """timm's resnet18 asks for bicubic resampling; tensor affine warps only do bilinear."""
+    import torch
+
+    from supcon.data import build_augmentation
+
+    augment = build_augmentation("geometric", 32, channels=1, interpolation="bicubic")
+    out = augment(Image.fromarray(np.full((40, 36), 200, np.uint8)))
+    assert tuple(out.shape) == (1, 32, 32) and torch.isfinite(out).all()
