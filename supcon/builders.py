@@ -87,19 +87,30 @@ def build_loss(
         return make_loss(DEFAULT_LOSS, args)
     if losses()[config.name].class_based and num_classes is None:
         raise ValueError(f"loss.name={config.name} needs num_classes (labeled training data)")
-    return make_loss(
+    loss = make_loss(
         config.name, config.args, num_classes=num_classes, embedding_size=embedding_size
     )
+    if config.memory_size == 0:
+        return loss
+    from supcon.losses.pml_memory import ResumableCrossBatchMemory
+
+    if embedding_size is None:
+        raise ValueError("loss.memory_size needs the embedding size")
+    return ResumableCrossBatchMemory(loss, embedding_size, memory_size=config.memory_size)
 
 
 def build_memory(config: LossConfig, embedding_size: int) -> CrossBatchMemory | None:
-    """The cross-batch memory of a recipe (``None`` for ``loss.memory_size: 0``).
+    """The cross-batch memory of ``supcon`` (``None`` for ``loss.memory_size: 0``).
+
+    PML losses get PML's own memory wrapper from :func:`build_loss` instead.
 
     Args:
         config: The ``loss:`` section.
         embedding_size: Dimension of the embeddings the loss sees.
     """
-    if config.memory_size == 0:
+    from supcon.losses.registry import DEFAULT_LOSS
+
+    if config.memory_size == 0 or config.name != DEFAULT_LOSS:
         return None
     return CrossBatchMemory(config.memory_size, embedding_size, gather_distributed=True)
 

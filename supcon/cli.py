@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from supcon.commands import embed, evaluate, fewshot, index, search, train
+from supcon.commands import check_data, embed, evaluate, fewshot, index, search, train
 from supcon.errors import UserError
 
 EXIT_USAGE = 2
-COMMANDS = (train, evaluate, embed, index, search, fewshot)
+COMMANDS = (train, evaluate, embed, index, search, fewshot, check_data)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         user_facing = isinstance(exc, (UserError, ValueError, FileNotFoundError, TrainingError))
         if os.environ.get("SUPCON_DEBUG") or not user_facing:
             raise
-        print(f"supcon {args.command}: error: {exc}", file=sys.stderr)
+        from supcon.reporting import escape
+
+        print(f"supcon {args.command}: error: {escape(exc, keep_newlines=True)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # disk full, read-only or unwritable folder, written outside io.py
+        from supcon.io import WRITE_ERRNOS, write_error
+        from supcon.reporting import escape
+
+        if os.environ.get("SUPCON_DEBUG") or exc.errno not in WRITE_ERRNOS:
+            raise
+        message = write_error(exc, exc.filename or "a file", action="write or open")
+        print(f"supcon {args.command}: error: {escape(message)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"supcon {args.command}: interrupted", file=sys.stderr)

@@ -9,6 +9,7 @@ problems in one :class:`ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,17 @@ class DataConfig:
         mean: Per-channel normalisation mean (``channels`` values); ``null``: the backbone's
             timm default (averaged to one value for 1 channel).
         std: Per-channel normalisation standard deviation, like ``mean``.
+        on_bad_image: What to do with image files that cannot be used (empty, not an image,
+            truncated, over ``max_image_pixels``): ``"error"`` stops with the list of them;
+            ``"skip"`` checks every image before the first step, drops the bad ones and lists
+            them in ``skipped.csv`` in the run directory.
+        verify: Open every image once before training (in parallel) so a bad file stops the
+            run at once instead of when first drawn; implied by ``on_bad_image: skip``. The
+            same check as ``supcon check-data RECIPE``.
+        max_image_pixels: Largest image (width × height) accepted; ``null`` keeps Pillow's
+            decompression-bomb limit (89,478,485 pixels).
+        allow_outside_root: Accept manifest paths outside the image root (absolute paths
+            elsewhere, ``../``).
     """
 
     dataset: Literal["digits", "folder", "csv"] = "digits"
@@ -66,6 +78,10 @@ class DataConfig:
     channels: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    on_bad_image: Literal["error", "skip"] = "error"
+    verify: bool = False
+    max_image_pixels: int | None = None
+    allow_outside_root: bool = False
 
 
 @dataclass(frozen=True)
@@ -225,6 +241,12 @@ class TrainConfig:
         diagnostics_every: Log embedding diagnostics (alignment, uniformity, positive and
             negative similarity, collapse) every this many steps (0: never).
         tensorboard: Also write TensorBoard scalars under ``tensorboard/`` (when installed).
+        on_nonfinite: What a step with a non-finite loss or gradient does: ``"stop"`` the run,
+            or ``"skip"`` the step (no update; optimizer, scheduler and scaler untouched).
+            Either way the step and its batch's sample ids are reported, and no non-finite
+            weight ever reaches a checkpoint.
+        max_nonfinite_steps: With ``on_nonfinite: skip``, stop after this many non-finite
+            steps in a row.
     """
 
     epochs: int = 20
@@ -242,6 +264,8 @@ class TrainConfig:
     log_every: int = 1
     diagnostics_every: int = 0
     tensorboard: bool = True
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    max_nonfinite_steps: int = 5
 
 
 @dataclass(frozen=True)
@@ -352,6 +376,8 @@ def _type_name(tp: Any) -> str:
 
 
 _MISSING = object()
+# Floats YAML 1.2 accepts but PyYAML's YAML 1.1 resolver leaves as strings ("3e-4", "1e6").
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
 def _coerce(value: Any, tp: Any) -> Any:
@@ -386,6 +412,8 @@ def _coerce(value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _YAML12_FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.2 reads 3e-4 and 1e6 as floats; PyYAML (1.1) does not
         return _MISSING
     if tp is str:
         return value if isinstance(value, str) else _MISSING
@@ -541,6 +569,27 @@ def validate(config: Config) -> list[str]:
     problems.extend(_validate_augment(config))
     problems.extend(_validate_channels(config))
     problems.extend(_validate_loss(config))
+    problems.extend(_validate_data_files(config))
+    problems.extend(_validate_training(config))
+    return problems
+
+
+def best_metric_choices(ks: Sequence[int]) -> tuple[str, ...]:
+    """The metrics (higher is better) the training evaluation reports for cut-offs ``ks``."""
+    return (*(f"recall@{k}" for k in ks), "precision@1", "map@r", "r_precision")
+
+
+def _validate_training(config: Config) -> list[str]:
+    """Checks of the non-finite policy and of ``train.best_metric`` against ``eval.ks``."""
+    problems = []
+    if config.train.max_nonfinite_steps < 1:
+        problems.append("train.max_nonfinite_steps must be ≥ 1")
+    choices = best_metric_choices(config.eval.ks)
+    if config.train.best_metric and config.train.best_metric not in choices:
+        problems.append(
+            f"train.best_metric={config.train.best_metric!r} is not a metric the evaluation "
+            f"reports with eval.ks={list(config.eval.ks)}; choose one of {', '.join(choices)}"
+        )
     return problems
 
 
@@ -619,7 +668,7 @@ def _validate_loss(config: Config) -> list[str]:
             "loss.args is for PML losses; supcon is set with loss.temperature, "
             "loss.base_temperature, loss.hcl_beta, loss.path, loss.block_size"
         ]
-    problems = loss_problems(name, loss.args)
+    problems = loss_problems(name, loss.args) if name != DEFAULT_LOSS else []  # PML: lazy
     if problems:
         return problems
     checks = [
@@ -654,7 +703,6 @@ def _validate_loss(config: Config) -> list[str]:
             "hcl_beta": loss.hcl_beta != 0,
             "path": loss.path != "auto",
             "block_size": loss.block_size is not None,
-            "memory_size": loss.memory_size != 0,
         }
         for key, changed in only_supcon.items():
             checks.append(
@@ -664,6 +712,32 @@ def _validate_loss(config: Config) -> list[str]:
                     "in loss.args",
                 )
             )
+        if loss.memory_size:
+            from supcon.losses.pml_memory import memory_supported
+
+            rows = config.train.batch_size * config.data.views
+            supported = [n for n, s in losses().items() if memory_supported(s.cls.__name__)]
+            checks += [
+                (
+                    memory_supported(losses()[name].cls.__name__),
+                    f"loss.memory_size works with supcon and the PML losses "
+                    f"{', '.join(sorted(supported))}; not with {name}",
+                ),
+                (
+                    loss.memory_size >= rows,
+                    f"loss.memory_size must be ≥ train.batch_size × data.views = {rows} for "
+                    "a PML loss (PML's memory takes whole batches)",
+                ),
+                (
+                    config.miner.name == "none",
+                    "loss.memory_size needs miner.name=none (mined pairs cannot reach the memory)",
+                ),
+                (
+                    loss.use_labels,
+                    f"loss.memory_size with loss.name={name} needs labels (loss.use_labels=true); "
+                    "without labels use loss.name=supcon, whose memory rows are negatives",
+                ),
+            ]
         checks.append(
             (
                 loss.use_labels or not losses()[name].class_based,
@@ -672,6 +746,14 @@ def _validate_loss(config: Config) -> list[str]:
             )
         )
     return [msg for ok, msg in checks if not ok]
+
+
+def _validate_data_files(config: Config) -> list[str]:
+    """The bad-image policy keys: ``data.max_image_pixels``."""
+    limit = config.data.max_image_pixels
+    if limit is not None and limit < 1:
+        return [f"data.max_image_pixels must be ≥ 1 or null (Pillow's limit), got {limit}"]
+    return []
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

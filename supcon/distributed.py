@@ -169,3 +169,26 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     out = tensor.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out
+
+
+def view_major_order(sizes: list[int], views: int) -> Tensor:
+    """Where each row of the single-process batch sits in the rank-major gathered rows.
+
+    Rank ``r`` holds ``sizes[r]`` samples and sends its rows view-major (row ``v·b_r + i``).
+    One process holding all ``B = Σ b_r`` samples (rank 0's first) has row ``v·B + s_r + i``.
+
+    Args:
+        sizes: Samples per rank.
+        views: Views per sample.
+
+    Returns:
+        ``(views·B,)`` indices ``order`` with ``single_process_rows = gathered[order]``.
+    """
+    order = []
+    for view in range(views):
+        offset = 0
+        for size in sizes:
+            start = offset * views + view * size
+            order.append(torch.arange(start, start + size))
+            offset += size
+    return torch.cat(order)

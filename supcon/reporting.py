@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+
+def escape(text: Any, *, keep_newlines: bool = False) -> str:
+    """``text`` with control and format characters shown as Python escapes.
+
+    Terminal escape codes (``\\x1b[…``), carriage returns, bidirectional overrides and other
+    non-printing characters in class names or paths are printed as ``\\x1b``, ``\\r``,
+    ``\\u202e`` … so they cannot rewrite the terminal or hide text; printable Unicode
+    (accents, CJK) is kept as it is.
+
+    Args:
+        text: Anything; converted with ``str``.
+        keep_newlines: Leave ``\\n`` as a line break (multi-line messages).
+    """
+    out = []
+    for char in str(text):
+        category = unicodedata.category(char)
+        hidden = category.startswith("C") or category in ("Zl", "Zp")
+        out.append(repr(char)[1:-1] if hidden and not (keep_newlines and char == "\n") else char)
+    return "".join(out)
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.0f}" if value.is_integer() and abs(value) >= 10 else f"{value:.4f}"
-    return str(value)
+    return escape(value)
 
 
 def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +13,11 @@ from supcon.config import Config, config_from_dict
 from supcon.data import build_transforms
 from supcon.data.transforms import Transform
 from supcon.models import EmbeddingModel
-from supcon.training.checkpoint import load_checkpoint
+from supcon.training.checkpoint import PREVIOUS, CheckpointError, load_checkpoint, problem_of
 
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
+# What a run directory falls back to, in order, when a checkpoint cannot be loaded.
+FALLBACK_NAMES = ("best.pt", "last.pt", PREVIOUS)
 
 
 @dataclass
@@ -66,7 +69,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
         The loaded run.
     """
     checkpoint_path = find_checkpoint(path)
-    state = load_checkpoint(checkpoint_path, map_location="cpu")
+    state, checkpoint_path = _load_or_fall_back(checkpoint_path)
     for key in ("model", "config", "in_chans"):
         if key not in state:
             raise ValueError(f"{str(checkpoint_path)!r} is not a supcon checkpoint (no {key!r})")
@@ -82,3 +85,32 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
         resize=config.eval.resize,
     )
     return LoadedRun(config, model, eval_tf, tuple(state.get("class_names", ())), checkpoint_path)
+
+
+def _load_or_fall_back(path: Path) -> tuple[dict, Path]:
+    """Load ``path``; if it is unloadable, the next good checkpoint of its run, with a notice.
+
+    ``best.pt`` falls back to ``last.pt`` then ``prev.pt``; ``last.pt`` to ``prev.pt``.
+
+    Raises:
+        CheckpointError: of ``path`` when no later candidate loads either.
+    """
+    try:
+        return load_checkpoint(path, map_location="cpu"), path
+    except CheckpointError as exc:
+        names = (
+            FALLBACK_NAMES[FALLBACK_NAMES.index(path.name) + 1 :]
+            if path.name in FALLBACK_NAMES
+            else ()
+        )
+        for name in names:
+            candidate = path.with_name(name)
+            if not candidate.is_file():
+                continue
+            try:
+                state = load_checkpoint(candidate, map_location="cpu")
+            except CheckpointError:
+                continue
+            print(f"supcon: {problem_of(exc)}; falling back to {str(candidate)!r}", file=sys.stderr)
+            return state, candidate
+        raise

@@ -110,9 +110,13 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
         scan_image_folder,
         with_channels,
     )
+    from supcon.data.verify import screen_splits, summarize
 
     if data is None:
         train, held_out = load_splits(run.config.data, run.config.train.seed)
+        train, held_out, bad = screen_splits(run.config.data, train, held_out)
+        if bad:
+            print(f"note: data.on_bad_image=skip left out {summarize(bad)}")
         if split == "heldout":
             return held_out, f"held-out split of {run.checkpoint}"
         return _concat(train, held_out), f"all data of {run.checkpoint}"
@@ -120,7 +124,8 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
     if path.is_dir():
         items = scan_image_folder(path, class_names=run.class_names or None)
     elif path.is_file() and path.suffix.lower() == ".csv":
-        items = read_csv_manifest(path).files
+        outside = run.config.data.allow_outside_root
+        items = read_csv_manifest(path, allow_outside_root=outside).files
     else:
         raise UserError(f"--data {data!r} must be an image folder or a .csv manifest")
     return with_channels(items, input_channels(run.config.data)), str(path)

@@ -6,14 +6,17 @@ import argparse
 import time
 
 from supcon.commands._evaldata import add_data_arguments, embed_items, load_items, resolve_device
+from supcon.outputs import add_force_argument
 
 
 def run(args: argparse.Namespace) -> int:
     """Embed images with a trained model and write embeddings, labels, ids and paths."""
     from supcon.evaluation.embed import save_embeddings
+    from supcon.outputs import check_embedding_outputs, run_inputs
     from supcon.reporting import format_table
     from supcon.runs import load_run
 
+    check_embedding_outputs(args.out, force=args.force, inputs=[*run_inputs(args.run), args.data])
     device = resolve_device(args.device)
     started = time.perf_counter()
     loaded = load_run(args.run, device=device)
@@ -47,4 +50,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", required=True, metavar="EMB", help="output file: NAME.npy or NAME.safetensors"
     )
     add_data_arguments(parser, default_split="all")
+    add_force_argument(parser)
     parser.set_defaults(func=run)

@@ -12,9 +12,11 @@ import numpy as np
 
 from supcon.commands._evaldata import add_data_arguments, embed_items, load_items, resolve_device
 from supcon.errors import UserError
+from supcon.outputs import add_force_argument
 
 GRID_QUERIES = 8
 GRID_NEIGHBOURS = 8
+PLOT_NAMES = ("recall_at_k.png", "retrieval_grid.png")
 
 
 def _curve_ks(longest: int) -> list[int]:
@@ -66,9 +68,15 @@ def run(args: argparse.Namespace) -> int:
     from supcon.evaluation import retrieval_metrics
     from supcon.evaluation.plots import recall_curve
     from supcon.io import atomic_write_json
-    from supcon.reporting import format_table, metrics_table
+    from supcon.outputs import EVAL_REPORT, check_outputs, check_plot_folder, run_inputs
+    from supcon.reporting import escape, format_table, metrics_table
     from supcon.runs import load_run
 
+    inputs = [*run_inputs(args.run), args.data]
+    if args.json:
+        check_outputs([(args.json, EVAL_REPORT)], option="--json", force=args.force, inputs=inputs)
+    if args.plots:
+        check_plot_folder(args.plots, PLOT_NAMES, force=args.force, inputs=inputs)
     device = resolve_device(args.device)
     started = time.perf_counter()
     loaded = load_run(args.run, device=device)
@@ -102,10 +110,14 @@ def run(args: argparse.Namespace) -> int:
         ]
         print()
         print(format_table(rows, ["class", "queries", "recall@1", "map@r"]))
-    print(f"{len(data.labels)} images from {description}  ({time.perf_counter() - started:.1f} s)")
+    print(
+        f"{len(data.labels)} images from {escape(description)}  "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
 
     if args.json:
         report = {
+            "format": "supcon-eval/1",
             "metrics": metrics,
             "data": description,
             "model": data.model,
@@ -116,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                 _class_name(data.class_names, label): row for label, row in per_class.items()
             }
         atomic_write_json(args.json, report)
-        print(f"metrics written to {args.json}")
+        print(f"metrics written to {escape(args.json)}")
     if args.plots:
         plots = Path(args.plots)
         curve = retrieval_metrics(
@@ -136,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         name = checkpoint.parent.parent.name if checkpoint.parent.name == "checkpoints" else ""
         recall_curve({name or checkpoint.stem: points}, path=plots / "recall_at_k.png")
         _grid(data, items, plots / "retrieval_grid.png")
-        print(f"plots written to {plots}/recall_at_k.png and {plots}/retrieval_grid.png")
+        print(f"plots written to {escape(plots)}/recall_at_k.png and retrieval_grid.png")
     return 0
 
 
@@ -162,4 +174,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--plots", metavar="DIR", help="write recall_at_k.png and retrieval_grid.png here"
     )
+    add_force_argument(parser)
     parser.set_defaults(func=run)

@@ -10,6 +10,7 @@ from typing import Any
 
 from supcon.commands._evaldata import add_data_arguments, load_or_embed, resolve_device
 from supcon.errors import UserError
+from supcon.outputs import add_force_argument
 
 
 def fewshot_table(report: dict[str, Any]) -> str:
@@ -29,7 +30,14 @@ def run(args: argparse.Namespace) -> int:
     """Embed (or load) labelled items, run few-shot episodes, print and optionally write JSON."""
     from supcon.evaluation.fewshot import fewshot_accuracy
     from supcon.io import atomic_write_json
+    from supcon.outputs import FEWSHOT_REPORT, check_outputs, data_inputs, run_inputs
+    from supcon.reporting import escape
 
+    if args.json:
+        inputs = [*run_inputs(args.source), *data_inputs(args.source), args.data]
+        check_outputs(
+            [(args.json, FEWSHOT_REPORT)], option="--json", force=args.force, inputs=inputs
+        )
     device = resolve_device(args.device)
     started = time.perf_counter()
     data, description = load_or_embed(args.source, args, device)
@@ -61,20 +69,21 @@ def run(args: argparse.Namespace) -> int:
     classes = sorted({r["classes"] for r in report["results"]})
     print(
         f"{int(labelled.sum())} items in {report['num_classes']} classes "
-        f"({'/'.join(map(str, classes))} with enough items) from {description}  "
+        f"({'/'.join(map(str, classes))} with enough items) from {escape(description)}  "
         f"({time.perf_counter() - started:.1f} s)"
     )
     if args.json:
         atomic_write_json(
             args.json,
             {
+                "format": "supcon-fewshot/1",
                 "fewshot": report,
                 "data": description,
                 "model": data.model,
                 "num_items": int(labelled.sum()),
             },
         )
-        print(f"results written to {args.json}")
+        print(f"results written to {escape(args.json)}")
     return 0
 
 
@@ -119,4 +128,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     parser.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    add_force_argument(parser)
     parser.set_defaults(func=run)

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
 from supcon.commands._evaldata import add_data_arguments, load_or_embed, resolve_device
+from supcon.outputs import add_force_argument
 
 
 def run(args: argparse.Namespace) -> int:
     """Build a FAISS index over gallery embeddings and save it with its metadata."""
     from supcon.evaluation.index import IndexParams, build_index
+    from supcon.outputs import INDEX, check_outputs, data_inputs, run_inputs, sidecar_kind
     from supcon.reporting import format_table
 
+    out = Path(args.out)
+    check_outputs(
+        [
+            (out, INDEX),
+            (out.with_name(out.name + ".json"), sidecar_kind("supcon-index/1", "index .json")),
+        ],
+        option="--out",
+        force=args.force,
+        inputs=[*run_inputs(args.source), *data_inputs(args.source), args.data],
+    )
     device = resolve_device(args.device)
     started = time.perf_counter()
     data, description = load_or_embed(args.source, args, device)
@@ -80,4 +93,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ef-search", type=int, default=64, help="hnsw search beam (default 64)")
     parser.add_argument("--pq-m", type=int, help="ivfpq bytes per vector (default D/4)")
     add_data_arguments(parser, default_split="all")
+    add_force_argument(parser)
     parser.set_defaults(func=run)

@@ -11,6 +11,7 @@ import torch
 
 from supcon.commands._evaldata import resolve_device
 from supcon.errors import UserError
+from supcon.outputs import add_force_argument
 
 
 def _load_model(index: Any, run_arg: str | None, device: torch.device) -> Any:
@@ -25,18 +26,24 @@ def _load_model(index: Any, run_arg: str | None, device: torch.device) -> Any:
             "the index does not record which model made its embeddings; pass --run RUN_OR_CKPT"
         )
     loaded = load_run(source, device=device)
-    fingerprint = model_fingerprint(loaded.model)
-    expected = index.model.get("fingerprint")
-    if expected and fingerprint != expected:
-        raise UserError(
-            f"the index was built from a model with fingerprint {expected} ({recorded}), but "
-            f"{loaded.checkpoint} has {fingerprint}; search with that model (--run) or rebuild "
-            "the index with supcon index"
-        )
     if loaded.model.embedding_dim != index.dim:
         raise UserError(
             f"{loaded.checkpoint} makes {loaded.model.embedding_dim}-dimensional embeddings but "
             f"the index holds {index.dim}-dimensional ones; use the model the index was built with"
+        )
+    expected = index.model.get("fingerprint")
+    if not expected:
+        raise UserError(
+            "the index's .json records no model fingerprint, so supcon search cannot check "
+            f"that {loaded.checkpoint} made its embeddings; rebuild it from a run (supcon index "
+            "RUN --out INDEX) or from embeddings written by supcon embed"
+        )
+    fingerprint = model_fingerprint(loaded.model)
+    if fingerprint != expected:
+        raise UserError(
+            f"the index was built from a model with fingerprint {expected} ({recorded}), but "
+            f"{loaded.checkpoint} has {fingerprint}; search with that model (--run) or rebuild "
+            "the index with supcon index"
         )
     return loaded
 
@@ -63,10 +70,16 @@ def run(args: argparse.Namespace) -> int:
     """Embed query images and print their nearest gallery items."""
     from supcon.evaluation.index import SearchIndex
     from supcon.io import atomic_write_json
-    from supcon.reporting import format_table
+    from supcon.outputs import SEARCH_REPORT, check_outputs, data_inputs, run_inputs
+    from supcon.reporting import escape, format_table
 
     if args.k < 1:
         raise UserError(f"--k must be ≥ 1, got {args.k}")
+    if args.json:
+        inputs = [*data_inputs(args.index), *run_inputs(args.run), *args.images]
+        check_outputs(
+            [(args.json, SEARCH_REPORT)], option="--json", force=args.force, inputs=inputs
+        )
     device = resolve_device(args.device)
     index = SearchIndex.load(args.index, device=device)
     index.configure(nprobe=args.nprobe, ef_search=args.ef_search)
@@ -97,9 +110,15 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows, ["query", "rank", "score", "label", "path"]))
     if args.json:
         atomic_write_json(
-            args.json, {"index": str(args.index), "model": index.model, "results": results}
+            args.json,
+            {
+                "format": "supcon-search/1",
+                "index": str(args.index),
+                "model": index.model,
+                "results": results,
+            },
         )
-        print(f"results written to {args.json}")
+        print(f"results written to {escape(args.json)}")
     return 0
 
 
@@ -124,4 +143,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu or cuda (default auto)"
     )
+    add_force_argument(parser)
     parser.set_defaults(func=run)

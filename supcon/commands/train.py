@@ -7,7 +7,9 @@ run directory, and only rank 0 prints and writes.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -28,6 +30,9 @@ RESUME_OVERRIDES = frozenset(
         "train.tensorboard",
         "data.num_workers",
         "eval.batch_size",
+        "train.best_metric",  # a typo'd best metric can be fixed; best.pt is then re-chosen
+        "train.on_nonfinite",
+        "train.max_nonfinite_steps",
     }
 )
 
@@ -41,7 +46,7 @@ def _resume_config(run_dir: Path, overrides: list[str]):
     """The saved config of ``run_dir`` with the allowed ``overrides`` applied."""
     from supcon.config import apply_overrides, config_from_dict, parse_override, read_recipe
 
-    if not (run_dir / "checkpoints" / "last.pt").is_file():
+    if not any((run_dir / "checkpoints" / n).is_file() for n in ("last.pt", "prev.pt")):
         raise UserError(
             f"nothing to resume in {str(run_dir)!r}: no checkpoints/last.pt (start the run "
             "with supcon train RECIPE --out DIR; it writes one every epoch)"
@@ -61,12 +66,35 @@ def _resume_config(run_dir: Path, overrides: list[str]):
     return config_from_dict(apply_overrides(raw, overrides), source=str(run_dir / "config.yaml"))
 
 
+def _check_resume_epochs(run_dir: Path, epochs: int, finished: bool) -> None:
+    """Refuse a ``train.epochs`` that the run has already passed (it would end early)."""
+    from supcon.training.checkpoint import load_checkpoint_or_previous
+
+    saved, _ = load_checkpoint_or_previous(run_dir / "checkpoints" / "last.pt", who="supcon train")
+    progress = saved["progress"]
+    done, batch = progress["epoch"], progress["batch"]
+    if finished and done >= epochs:
+        raise UserError(
+            f"the run in {str(run_dir)!r} already finished its {done} epochs; pass "
+            f"train.epochs=N with N > {done} to train it longer"
+        )
+    if epochs < done or (epochs == done and batch > 0):
+        started = done + (batch > 0)
+        raise UserError(
+            f"train.epochs={epochs} is fewer than the {started} epoch(s) the run in "
+            f"{str(run_dir)!r} has already started; pass train.epochs=N with N ≥ {started}"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) from a recipe, print the held-out metrics table on rank 0."""
     from supcon.config import load_config
-    from supcon.reporting import metrics_table
+    from supcon.outputs import check_run_folder
+    from supcon.reporting import escape, metrics_table
     from supcon.training import distributed_session, train
     from supcon.training.distributed import broadcast_object, get_rank
+    from supcon.training.lock import run_lock
+    from supcon.training.preempt import Preempted
 
     overrides = list(args.overrides)
     if args.resume:
@@ -86,9 +114,12 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.recipe, overrides)
         run_dir = Path(args.out) if args.out else None
 
-    with distributed_session(config.train.device):
+    with distributed_session(config.train.device), ExitStack() as held:
         if run_dir is None:  # rank 0's clock names the run for every rank
             run_dir = Path(str(broadcast_object(str(_default_run_dir(args.recipe)))))
+        if not args.resume:
+            check_run_folder(run_dir)
+        held.enter_context(run_lock(run_dir))  # one writer; train() re-enters it
         finished = (run_dir / "metrics.json").exists()
         if finished and not args.resume:
             raise UserError(
@@ -99,24 +130,28 @@ def run(args: argparse.Namespace) -> int:
                 f"run directory {str(run_dir)!r} holds an unfinished run; continue it with "
                 f"supcon train --resume {run_dir}, or pass another --out"
             )
-        if finished and args.resume:
-            from supcon.training.checkpoint import load_checkpoint
-
-            done = load_checkpoint(run_dir / "checkpoints" / "last.pt")["progress"]["epoch"]
-            if done >= config.train.epochs:
-                raise UserError(
-                    f"the run in {str(run_dir)!r} already finished its {done} epochs; pass "
-                    f"train.epochs=N with N > {done} to train it longer"
-                )
+        if args.resume:
+            _check_resume_epochs(run_dir, config.train.epochs, finished)
         started = time.perf_counter()
-        metrics = train(config, run_dir, progress=not args.no_progress, resume=bool(args.resume))
+        try:
+            metrics = train(
+                config,
+                run_dir,
+                progress=not args.no_progress,
+                resume=bool(args.resume),
+                allow_data_change=args.allow_data_change,
+            )
+        except Preempted as exc:
+            if get_rank() == 0:
+                print(f"supcon train: {exc}", file=sys.stderr)
+            return exc.exit_code
         elapsed = time.perf_counter() - started
         if get_rank() == 0:
             if metrics:
                 print(metrics_table(metrics))
             else:
                 print("the held-out split has no labels, so no retrieval metrics were computed")
-            print(f"run directory: {run_dir}  ({elapsed:.1f} s)")
+            print(f"run directory: {escape(run_dir)}  ({elapsed:.1f} s)")
     return 0
 
 
@@ -145,6 +180,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "continue the run in DIR from checkpoints/last.pt with its saved config; only "
             "execution settings (e.g. train.device, train.epochs) may be overridden"
         ),
+    )
+    parser.add_argument(
+        "--allow-data-change",
+        action="store_true",
+        help="with --resume: continue even if the training files or labels changed",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)

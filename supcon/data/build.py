@@ -79,7 +79,9 @@ def _csv_splits(config: DataConfig, seed: int) -> tuple[FileSplit, FileSplit]:
         raise DataError(
             "data.dataset=csv needs data.manifest, a CSV with columns path,label[,split,...]"
         )
-    manifest = read_csv_manifest(config.manifest, config.root)
+    manifest = read_csv_manifest(
+        config.manifest, config.root, allow_outside_root=config.allow_outside_root
+    )
     if manifest.splits is None:
         return _split(manifest.files, config, seed)
     splits = np.asarray(manifest.splits)
@@ -124,6 +126,10 @@ def load_splits(config: DataConfig, seed: int) -> tuple[Split, Split]:
         raise DataError(
             "the held-out split is empty; raise data.test_fraction or add held-out rows"
         )
+    if isinstance(train, FileSplit) and config.max_image_pixels:
+        limit = config.max_image_pixels
+        train = dataclasses.replace(train, max_pixels=limit)
+        test = dataclasses.replace(test, max_pixels=limit)
     channels = input_channels(config)
     return with_channels(train, channels), with_channels(test, channels)
 

@@ -244,9 +244,22 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
         raise FileNotFoundError(f"embedding file {str(path)!r} not found")
     meta: dict[str, Any] = {}
     if _sidecar(path).is_file():
-        meta = json.loads(_sidecar(path).read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT:
+        try:
+            meta = json.loads(_sidecar(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(f"{str(_sidecar(path))!r} is not valid JSON") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"{str(_sidecar(path))!r} is not a supcon embedding description")
+        wrong = [
+            key
+            for key, kind in (("files", dict), ("model", dict), ("class_names", list))
+            if key in meta and not isinstance(meta[key], kind)
+        ]
+        if wrong or not isinstance(meta.get("paths") or [], list):
+            raise ValueError(
+                f"{str(_sidecar(path))!r} has malformed key(s) {', '.join(wrong) or 'paths'}; "
+                "write the embeddings again with supcon embed"
+            )
     if path.suffix == ".safetensors":
         from safetensors.numpy import load_file
 

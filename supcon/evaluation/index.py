@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from supcon.evaluation.backend import faiss_gpu_or_say, say, say_once
+from supcon.evaluation.unit import as_numpy, unit_rows
 from supcon.io import atomic_write_bytes, atomic_write_json
 
 FORMAT = "supcon-index/1"
@@ -36,15 +37,7 @@ INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq")
 
 
 def _unit_rows(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.ndim != 2 or len(arr) == 0:
-        raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {arr.shape}")
-    arr = arr.astype(np.float32, copy=False)
-    bad = int((~np.isfinite(arr).all(axis=1)).sum())
-    if bad:
-        raise ValueError(f"{name} has {bad} row(s) with NaN or inf; drop or fix them first")
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return np.ascontiguousarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
+    return unit_rows(x, name)
 
 
 @dataclass(frozen=True)
@@ -196,7 +189,7 @@ class SearchIndex:
         Raises:
             ValueError: for a dimension other than the index's, or ``k < 1``.
         """
-        q = query.detach().cpu().numpy() if isinstance(query, torch.Tensor) else np.asarray(query)
+        q = as_numpy(query)
         if q.ndim == 2 and q.shape[1] != self.dim:
             source = self.model.get("checkpoint") or "its embeddings"
             raise ValueError(
@@ -293,19 +286,27 @@ class SearchIndex:
             raise ValueError(f"{str(meta_path)!r} is not valid JSON") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError(f"{str(meta_path)!r} does not describe a supcon index ({FORMAT})")
+        _check_sidecar(meta, meta_path)
         blob = path.read_bytes()
         if hashlib.sha256(blob).hexdigest() != meta["faiss_sha256"]:
             raise ValueError(
                 f"{str(path)!r} does not match its metadata {str(meta_path)!r} (one of them was "
                 "replaced); rebuild the index with supcon index"
             )
-        index = faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8))
+        try:
+            index = faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8))
+            params = IndexParams(**meta["params"])
+            _set_search_params(index, params)
+        except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"{str(path)!r} cannot be read as a {meta['params'].get('kind')!r} FAISS index "
+                f"({first[:200]}); the file is corrupt: rebuild it with supcon index"
+            ) from None
         if index.d != meta["dim"] or index.ntotal != meta["count"]:
             raise ValueError(
                 f"{str(path)!r} holds {index.ntotal}×{index.d}, metadata says otherwise"
             )
-        params = IndexParams(**meta["params"])
-        _set_search_params(index, params)
         if torch.device(device).type == "cuda":
             index = _to_gpu(index, params)
         paths = meta.get("paths")
@@ -316,12 +317,46 @@ class SearchIndex:
             labels=np.asarray(meta["labels"], dtype=np.int64),
             paths=None if paths is None else tuple(paths),
             class_names=tuple(meta.get("class_names", ())),
-            model=meta.get("model") or {},
+            model=meta["model"],
         )
 
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
+
+
+#: Keys an index description must have, with their JSON types.
+SIDECAR_KEYS = {
+    "faiss_sha256": str,
+    "dim": int,
+    "count": int,
+    "params": dict,
+    "ids": list,
+    "labels": list,
+    "model": dict,
+}
+
+
+def _check_sidecar(meta: dict[str, Any], meta_path: Path) -> None:
+    """Every key :meth:`SearchIndex.save` writes, of the right type and length."""
+    where = f"{str(meta_path)!r}"
+    fix = "rebuild the index with supcon index"
+    missing = [key for key in SIDECAR_KEYS if key not in meta]
+    if missing:
+        raise ValueError(f"{where} lacks key(s) {', '.join(missing)}; {fix}")
+    wrong = [k for k, kind in SIDECAR_KEYS.items() if not isinstance(meta[k], kind)]
+    if wrong:
+        raise ValueError(f"{where} has key(s) of the wrong type: {', '.join(wrong)}; {fix}")
+    count = meta["count"]
+    paths = meta.get("paths")
+    lengths = {"ids": len(meta["ids"]), "labels": len(meta["labels"])}
+    if paths is not None:
+        lengths["paths"] = len(paths) if isinstance(paths, list) else -1
+    bad = [f"{k} has {n}" for k, n in lengths.items() if n != count]
+    if bad:
+        raise ValueError(f"{where} says count={count} but {', '.join(bad)}; {fix}")
+    if not isinstance(meta.get("class_names", []), list):
+        raise ValueError(f"{where} has class_names that is not a list; {fix}")
 
 
 def _to_gpu(index: faiss.Index, params: IndexParams) -> faiss.Index:

@@ -34,6 +34,7 @@ import torch
 
 from supcon.evaluation import knn
 from supcon.evaluation.backend import resolve_device, say
+from supcon.evaluation.unit import as_numpy, unit_rows
 
 ArrayLike = np.ndarray | torch.Tensor
 #: Query-chunk neighbour lists hold at most this many entries (≈ 40 bytes each while scored).
@@ -41,28 +42,12 @@ CHUNK_ELEMENTS = 1 << 22
 
 
 def _to_numpy(x: ArrayLike) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
+    return as_numpy(x)
 
 
 def _embeddings(x: ArrayLike, name: str) -> np.ndarray:
-    """Validated, L2-normalised, C-contiguous float32 ``(N, D)``."""
-    arr = _to_numpy(x)
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {arr.shape}.")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{name} must hold numbers, got dtype {arr.dtype}.")
-    arr = arr.astype(np.float32, copy=False)
-    bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
-    if len(bad):
-        shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
-        raise ValueError(
-            f"{name} has {len(bad)} row(s) with NaN or inf (rows {shown}); drop or fix them "
-            "before evaluating."
-        )
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return np.ascontiguousarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
+    """Validated, L2-normalised, C-contiguous float32 ``(N, D)`` (see :mod:`.unit`)."""
+    return unit_rows(x, name, context=" before evaluating")
 
 
 def _vector(x: ArrayLike, name: str, rows: int, rows_name: str) -> np.ndarray:

@@ -26,7 +26,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from supcon.distributed import all_gather_variable_no_grad, gather_sizes, is_distributed
+from supcon.distributed import (
+    all_gather_variable_no_grad,
+    gather_sizes,
+    is_distributed,
+    view_major_order,
+)
 from supcon.losses.functional import l2_normalize
 from supcon.losses.inputs import _as_long_labels, _check_embeddings
 
@@ -49,7 +54,9 @@ class CrossBatchMemory(nn.Module):
             which rows of a batch to store (e.g. drop rows of rare classes). It runs on each
             rank's own rows before they are gathered, on normalised, detached embeddings.
         gather_distributed: Under DDP, gather every rank's rows on enqueue so all ranks hold
-            the same queue (rank-major order). Ignored when not distributed.
+            the same queue: for ``(B, V, D)`` batches (without a filter) exactly the queue
+            one process would hold for the whole batch, otherwise rank-major. Ignored when
+            not distributed.
         dtype: Storage dtype (float32 by default; the loss computes in float32 at least).
 
     Example:
@@ -170,6 +177,10 @@ class CrossBatchMemory(nn.Module):
             flat = all_gather_variable_no_grad(flat, sizes)
             if label_t is not None:
                 label_t = all_gather_variable_no_grad(label_t, sizes)
+            if num_views > 1 and self.enqueue_filter is None:  # the order one process sees
+                order = view_major_order([s // num_views for s in sizes], num_views)
+                flat = flat[order.to(device)]
+                label_t = None if label_t is None else label_t[order.to(device)]
         if label_t is None:
             start = int(self.unlabelled_seen)
             label_t = UNLABELLED_ID_BASE + start + torch.arange(flat.shape[0], device=device)

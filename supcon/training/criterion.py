@@ -21,32 +21,10 @@ from supcon.distributed import (
     gather_sizes,
     get_world_size,
     is_distributed,
+    view_major_order,
 )
 from supcon.losses import CrossBatchMemory, SupConLoss
 from supcon.training.contrast import batch_loss
-
-
-def global_row_order(sizes: list[int], views: int) -> Tensor:
-    """Where each row of the single-process batch sits in the rank-major gathered rows.
-
-    Rank ``r`` holds ``sizes[r]`` samples and sends its rows view-major (row ``v·b_r + i``).
-    One process holding all ``B = Σ b_r`` samples (rank 0's first) has row ``v·B + s_r + i``.
-
-    Args:
-        sizes: Samples per rank.
-        views: Views per sample.
-
-    Returns:
-        ``(views·B,)`` indices ``order`` with ``single_process_rows = gathered[order]``.
-    """
-    order = []
-    for view in range(views):
-        offset = 0
-        for size in sizes:
-            start = offset * views + view * size
-            order.append(torch.arange(start, start + size))
-            offset += size
-    return torch.cat(order)
 
 
 def pml_batch_loss(
@@ -55,6 +33,7 @@ def pml_batch_loss(
     labels: Tensor | None,
     views: int,
     miner: nn.Module | None = None,
+    use_memory: bool = True,
 ) -> Tensor:
     """A PML loss of a step's embeddings; under DDP, of the whole gathered batch.
 
@@ -67,6 +46,8 @@ def pml_batch_loss(
         views: ``V``.
         miner: Optional miner, run on the detached rows with repeated labels; its pairs feed
             the loss as ``indices_tuple``.
+        use_memory: With ``False``, a loss wrapped in PML's cross-batch memory is called
+            without it (nothing is enqueued): before ``loss.memory_start_epoch``.
 
     Returns:
         The scalar loss (the same value on every rank).
@@ -80,13 +61,18 @@ def pml_batch_loss(
     if is_distributed():
         sizes = gather_sizes(grouped.shape[0], embeddings.device)
         gathered = all_gather_variable_with_grad(rows, [s * views for s in sizes])
-        rows = gathered[global_row_order(sizes, views).to(rows.device)]
+        rows = gathered[view_major_order(sizes, views).to(rows.device)]
         if labels is not None:
             labels = all_gather_variable_no_grad(labels, sizes)
     if labels is None:
         labels = torch.arange(sum(sizes), device=rows.device)
     row_labels = labels.repeat(views)
     pairs = miner(rows.detach(), row_labels) if miner is not None else None
+    if not use_memory:
+        from pytorch_metric_learning.losses import CrossBatchMemory as PMLCrossBatchMemory
+
+        if isinstance(loss_fn, PMLCrossBatchMemory):
+            loss_fn = loss_fn.loss
     return loss_fn(rows, row_labels, indices_tuple=pairs)
 
 
@@ -97,6 +83,7 @@ def step_loss(
     views: int,
     miner: nn.Module | None = None,
     memory: CrossBatchMemory | None = None,
+    use_memory: bool = True,
 ) -> Tensor:
     """The loss of one step for ``supcon`` or a PML loss.
 
@@ -106,17 +93,20 @@ def step_loss(
         labels: ``(b,)`` class ids or ``None``.
         views: ``V``.
         miner: Optional miner (see :func:`batch_loss`).
-        memory: Optional cross-batch memory whose rows join the candidates (``supcon``).
+        memory: Optional cross-batch memory whose rows join the candidates (``supcon``; a
+            PML loss carries PML's memory wrapper itself).
+        use_memory: Whether the memory (either kind) takes part in this step.
 
     Returns:
         The scalar loss.
     """
     if isinstance(loss_fn, SupConLoss):
-        refs = memory.as_refs() if memory is not None and len(memory) else None
+        active = use_memory and memory is not None and len(memory) > 0
+        refs = memory.as_refs() if active else None
         return batch_loss(loss_fn, embeddings, labels, views, miner, refs=refs)
     if memory is not None:
         raise ValueError("a cross-batch memory works with loss.name=supcon only")
-    return pml_batch_loss(loss_fn, embeddings, labels, views, miner)
+    return pml_batch_loss(loss_fn, embeddings, labels, views, miner, use_memory)
 
 
 @torch.no_grad()

@@ -33,10 +33,15 @@ from supcon.builders import (
 from supcon.config import Config, config_to_dict, config_to_yaml, resolve_defaults
 from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
 from supcon.data.build import describe_transforms
+from supcon.data.verify import screen_splits, write_skipped
 from supcon.data.workers import resolve_num_workers
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
-from supcon.training.checkpoint import load_checkpoint, save_checkpoint
+from supcon.training.checkpoint import (
+    load_checkpoint_or_previous,
+    save_checkpoint,
+    save_rotating,
+)
 from supcon.training.criterion import average_loss_gradients, step_loss
 from supcon.training.distributed import (
     broadcast_buffers,
@@ -47,10 +52,22 @@ from supcon.training.distributed import (
     resolve_device,
 )
 from supcon.training.evaluate import evaluate
+from supcon.training.fingerprint import data_change, data_fingerprint
 from supcon.training.gradcache import cached_backward
+from supcon.training.guard import (
+    NonFiniteGuard,
+    eval_problem,
+    nonfinite_state,
+    restore_buffers,
+    snapshot_buffers,
+    step_problem,
+)
+from supcon.training.lock import run_lock
 from supcon.training.logging import RunLog, provenance
 from supcon.training.monitor import diagnose, warn_if_collapsed
 from supcon.training.optim import build_scheduler, set_backbone_frozen
+from supcon.training.preempt import Preempted, StopSignals
+from supcon.training.preflight import check_components
 from supcon.training.sampling import EpochBatches
 from supcon.training.state import Progress, capture_rng, restore_rng
 
@@ -112,8 +129,21 @@ def _checkpoint(
     }
 
 
+def _agree(flags: list[bool], device: torch.device) -> list[bool]:
+    """Each flag raised on any rank (one small all-reduce under torchrun)."""
+    if get_world_size() == 1:
+        return flags
+    values = torch.tensor([float(f) for f in flags], device=device)
+    return [bool(v > 0) for v in mean_over_ranks(values)]
+
+
 def train(
-    config: Config, run_dir: str | Path, *, progress: bool = True, resume: bool = False
+    config: Config,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    resume: bool = False,
+    allow_data_change: bool = False,
 ) -> dict[str, float]:
     """Train on the configured data, evaluate on the held-out split and fill ``run_dir``.
 
@@ -129,16 +159,19 @@ def train(
         progress: Show tqdm bars (rank 0).
         resume: Continue from ``run_dir/checkpoints/last.pt``: model, optimizer, scheduler,
             gradient scaler, batch position and RNG streams, so the run ends as an
-            uninterrupted one would.
+            uninterrupted one would. A truncated or corrupt ``last.pt`` falls back to
+            ``prev.pt`` with a notice.
+        allow_data_change: Resume even if the training data's fingerprint changed.
 
     Returns:
         The held-out retrieval metrics (empty for unlabeled held-out data).
 
     Raises:
         TrainingError: when the loss stops being finite or the data cannot form a batch.
+        Preempted: after SIGTERM / SIGINT, once ``last.pt`` holds the last finished step.
+        RunLocked: when another process writes to ``run_dir``.
     """
     run_dir = Path(run_dir)
-    checkpoints = run_dir / "checkpoints"
     rank, world = get_rank(), get_world_size()
     if config.data.color_jitter is not None and rank == 0:
         print(
@@ -152,16 +185,32 @@ def train(
             "started by torchrun but no process group is initialised; call train() inside "
             "supcon.training.distributed_session(config.train.device)"
         )
-    is_main = rank == 0
     tc = config.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
     device = resolve_device(tc.device)
     check_precision(device, tc.precision)
+    check_components(config)  # before the data is scanned
     seed_everything(tc.seed)
+    with run_lock(run_dir):  # rank 0 holds it; every rank raises if it is taken
+        return _train(config, run_dir, progress, resume, allow_data_change)
+
+
+def _train(
+    config: Config, run_dir: Path, progress: bool, resume: bool, allow_data_change: bool
+) -> dict[str, float]:
+    """:func:`train` once the run directory is locked."""
+    checkpoints = run_dir / "checkpoints"
+    rank, world = get_rank(), get_world_size()
+    is_main = rank == 0
+    tc = config.train
+    device = resolve_device(tc.device)
 
     # Data: held-out split for evaluation, per-sample-seeded views, this rank's batch order.
     train_split, test_split = load_splits(config.data, tc.seed)
+    train_split, test_split, bad_images = screen_splits(
+        config.data, train_split, test_split, progress=progress and is_main
+    )
     if config.loss.use_labels and not train_split.labeled:
         from supcon.losses.registry import losses
 
@@ -210,6 +259,7 @@ def train(
     if memory is not None:
         memory.to(device)
     criterion = {"loss": loss_fn, "memory": memory}
+    watched = nn.ModuleDict({"model": model, "loss": loss_fn})  # what the guard checks
     # supcon mines this rank's anchors itself; a PML loss sees the gathered batch.
     gathers = getattr(loss_fn, "gather_distributed", False)
     miner = build_miner(config.miner, distributed=world > 1 and gathers)
@@ -225,8 +275,19 @@ def train(
 
     memory_start = config.loss.memory_start_epoch
     state = Progress()
+    fingerprint = data_fingerprint(train_split)
     if resume:
-        saved = load_checkpoint(checkpoints / "last.pt", map_location="cpu")
+        saved, used = load_checkpoint_or_previous(checkpoints / "last.pt", who="supcon train")
+        if used.name != "last.pt" and is_main:  # never rotate the unusable file into prev.pt
+            (checkpoints / "last.pt").unlink(missing_ok=True)
+        changed = data_change(saved.get("data_fingerprint"), fingerprint)
+        if changed and not allow_data_change:
+            raise TrainingError(
+                f"cannot resume: {changed}; restore the data, or pass --allow-data-change "
+                "to continue on the new data anyway"
+            )
+        if changed and is_main:
+            print(f"supcon train: warning: {changed}; continuing (--allow-data-change)")
         model.load_state_dict(saved["model"])
         for name, part in criterion.items():
             if part is not None and name in saved:
@@ -236,6 +297,8 @@ def train(
         scaler.load_state_dict(saved["scaler"])
         state = Progress(**saved["progress"])
         restore_rng(saved["rng"])
+        if saved["config"]["train"].get("best_metric") != tc.best_metric:
+            state.best_value = state.best_step = None  # best.pt is re-chosen by the new metric
         if saved.get("world_size", world) != world and is_main:
             print(
                 f"supcon train: resuming a {saved['world_size']}-process run with {world}; "
@@ -244,16 +307,25 @@ def train(
             )
 
     def contrastive_loss(embeddings: Tensor, labels: Tensor | None) -> Tensor:
-        """:func:`step_loss`, refusing non-finite values (nothing is updated then)."""
-        refs = memory if memory is not None and state.epoch >= memory_start else None
-        loss = step_loss(loss_fn, embeddings, labels, views, miner, refs)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"loss became {loss.item()} at step {state.step + 1}; lower optim.lr, set "
-                "optim.clip_grad_norm or raise loss.temperature. The last good checkpoint is "
-                f"{checkpoints / 'last.pt'}"
-            )
-        return loss
+        """:func:`step_loss`; the guard decides what a non-finite value does."""
+        if not bool(torch.isfinite(embeddings.detach()).all()):  # forward overflowed
+            return (embeddings * float("nan")).sum()  # NaN loss, still in the graph
+        use_memory = state.epoch >= memory_start
+        return step_loss(loss_fn, embeddings, labels, views, miner, memory, use_memory)
+
+    guard = NonFiniteGuard(tc.on_nonfinite, tc.max_nonfinite_steps, state.nonfinite_in_row)
+    probe: Tensor | None = None  # a few images of the latest batch, to check checkpoints with
+
+    def diverged(problem: str, skippable: bool = True) -> TrainingError:
+        last = checkpoints / "last.pt"
+        kept = f"The last good checkpoint is {last}" if last.exists() else "No checkpoint kept"
+        skip = (
+            " (or set train.on_nonfinite=skip)" if skippable and tc.on_nonfinite == "stop" else ""
+        )
+        return TrainingError(
+            f"{problem}; lower optim.lr, set optim.clip_grad_norm or raise loss.temperature"
+            f"{skip}. {kept}"
+        )
 
     # Run directory (rank 0 only).
     if is_main:
@@ -270,17 +342,23 @@ def train(
                 config.augment, config.eval.resize, train_transform, eval_transform
             ),
         )
+        write_skipped(run_dir, bad_images)
     logs = RunLog(run_dir, enabled=is_main, tensorboard=tc.tensorboard, resume_step=state.step)
 
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
         if is_main:
+            bad = nonfinite_state(watched, optimizer) or eval_problem(model, probe, amp)
+            if bad is not None:  # diverged: keep the previous checkpoints as they are
+                raise diverged(f"{bad} at step {state.step}; not saving {name}", False)
+            state.nonfinite_in_row = guard.in_row
             content = _checkpoint(
                 model, criterion, optimizer, scheduler, scaler, state, config, in_chans,
                 train_split.class_names,
             )  # fmt: skip
+            content["data_fingerprint"] = fingerprint
             if metrics is not None:
                 content["metrics"] = metrics
-            save_checkpoint(checkpoints / name, content)
+            (save_rotating if name == "last.pt" else save_checkpoint)(checkpoints / name, content)
 
     def run_evaluation() -> dict[str, float]:
         """Evaluate on every rank (the evaluator may shard the embedding); track the best."""
@@ -321,7 +399,9 @@ def train(
     )
 
     start = time.perf_counter()
+    stop = StopSignals()  # entered here and left in `finally` (keeps the loop's indentation)
     try:
+        stop.__enter__()
         for epoch in range(state.epoch, tc.epochs):
             model.train()
             frozen = epoch < config.optim.freeze_backbone_epochs
@@ -342,12 +422,13 @@ def train(
                 total=steps_per_epoch,
             )
             tick = time.perf_counter()
-            for images, labels, _ in bar:
+            for images, labels, sample_ids in bar:
                 # One optimizer step on the global batch.
                 images = images.flatten(0, 1).to(device, non_blocking=True)
                 images = images.contiguous(memory_format=memory_format)
                 labels = labels.to(device) if config.loss.use_labels else None
                 optimizer.zero_grad(set_to_none=True)
+                buffers = snapshot_buffers(watched) if tc.on_nonfinite == "skip" else None
                 loss_of: Callable[[Tensor], Tensor] = lambda e, y=labels: contrastive_loss(e, y)  # noqa: E731
                 if micro >= images.shape[0] // views:
                     with amp():
@@ -371,13 +452,29 @@ def train(
                     grad_norm = nn.utils.clip_grad_norm_(
                         model.parameters(), config.optim.clip_grad_norm
                     )
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                if memory is not None and epoch >= memory_start:  # after the step (XBM)
-                    memory.enqueue(
-                        embeddings.detach().view(-1, views, embeddings.shape[-1]), labels
-                    )
+                problem = step_problem(loss, watched, check_grads=not scaler.is_enabled())
+                bad, stopping = _agree([problem is not None, stop.received is not None], device)
+                if bad:  # no update: optimizer, scheduler and scaler stay as they were
+                    reason = problem or "a non-finite loss or gradient on another rank"
+                    message = guard.bad_step(reason, state.step + 1, sample_ids)
+                    if message is not None:
+                        raise diverged(message)
+                    state.skipped_steps += 1
+                    if buffers is not None:
+                        restore_buffers(watched, buffers)
+                else:
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    problem = nonfinite_state(watched, optimizer)
+                    if problem is not None:  # cannot be undone: stop before it is saved
+                        raise diverged(f"{problem} after step {state.step + 1}", False)
+                    guard.good_step()
+                    if memory is not None and epoch >= memory_start:  # after the step (XBM)
+                        memory.enqueue(
+                            embeddings.detach().view(-1, views, embeddings.shape[-1]), labels
+                        )
+                    probe = images[: min(8, images.shape[0])]
                 state.step += 1
                 state.batch += 1
 
@@ -422,15 +519,29 @@ def train(
                 every = tc.checkpoint_every
                 if every and state.step % every == 0 and state.batch < steps_per_epoch:
                     save("last.pt")
+                if stopping:
+                    save("last.pt")
+                    raise Preempted(stop.received or 15, _stopped(stop.name, state.step, run_dir))
 
             state.epoch, state.batch = epoch + 1, 0
             if tc.eval_every and state.epoch % tc.eval_every == 0 and state.epoch < tc.epochs:
                 run_evaluation()
             save("last.pt")
 
+        if _agree([stop.received is not None], device)[0]:  # last.pt is up to date
+            raise Preempted(stop.received or 15, _stopped(stop.name, state.step, run_dir))
         metrics = run_evaluation()
         if is_main:
             atomic_write_json(run_dir / "metrics.json", metrics)
     finally:
+        stop.__exit__(None, None, None)
         logs.close()
     return metrics
+
+
+def _stopped(signal_name: str, step: int, run_dir: Path) -> str:
+    return (
+        f"stopped by {signal_name or 'a signal on another rank'} after step {step}; "
+        f"{run_dir / 'checkpoints' / 'last.pt'} holds it. Continue with: "
+        f"supcon train --resume {run_dir}"
+    )

@@ -26,6 +26,9 @@ class Progress:
         step: Optimizer steps taken in total.
         best_value: Best value of ``train.best_metric`` so far (``None`` before any eval).
         best_step: Step of that evaluation.
+        skipped_steps: Steps skipped for a non-finite loss or gradient
+            (``train.on_nonfinite: skip``).
+        nonfinite_in_row: Non-finite steps in a row up to ``step``.
     """
 
     epoch: int = 0
@@ -33,6 +36,8 @@ class Progress:
     step: int = 0
     best_value: float | None = None
     best_step: int | None = None
+    skipped_steps: int = 0
+    nonfinite_in_row: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

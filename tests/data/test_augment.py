@@ -185,3 +185,20 @@ def test_mean_and_std_overrides_normalise_per_channel() -> None:
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"data.mean needs 1 value"):
         build_eval_transform(24, channels=1, mean=(0.1, 0.2, 0.3))
+
+
+def test_channels_decide_how_images_are_read(tmp_path) -> None:
+    from supcon.config import DataConfig
+    from supcon.data import load_splits
+    from tests.images import make_image_folder
+
+    train, _ = load_splits(DataConfig(dataset="digits", channels=3), 0)
+    assert train.load(0).shape == (3, 16, 16)
+    assert torch.equal(train.load(0)[0], train.load(0)[2])
+    gray, _ = load_splits(DataConfig(dataset="digits"), 0)
+    assert gray.load(0).shape == (1, 16, 16)
+    folder = make_image_folder(tmp_path / "images", classes=2, per_class=4)
+    files, _ = load_splits(DataConfig(dataset="folder", root=str(folder), channels=1), 0)
+    assert files.load(0).mode == "L"
+    files, _ = load_splits(DataConfig(dataset="folder", root=str(folder)), 0)
+    assert files.load(0).mode == "RGB"

@@ -126,3 +126,42 @@ def test_miner_pairs_feed_a_pml_loss_and_views_without_labels() -> None:
     ntxent = build_loss(LossConfig(name="ntxent", args={"temperature": 0.2}))
     expected = pml_losses.NTXentLoss(0.2)(rows, torch.arange(12).repeat(2))
     torch.testing.assert_close(pml_batch_loss(ntxent, embeddings, None, 2), expected)
+
+
+def test_path_forces_one_implementation_with_the_same_value() -> None:
+    embeddings, labels = _batch(views=1, samples=40)
+    pairs = pml_miners.BatchHardMiner()(embeddings, labels)
+    values = {}
+    for path in ("dense", "tiled", "sparse", "auto"):
+        loss_fn = SupConLoss(0.1, path=path)
+        values[path] = loss_fn(embeddings, labels, indices_tuple=pairs)
+        assert loss_fn.last_stats.path == ("sparse" if path == "auto" else path)
+    for value in values.values():
+        torch.testing.assert_close(value, values["dense"], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="path='sparse' needs mined pairs"):
+        SupConLoss(0.1, path="sparse")(embeddings, labels)
+    with pytest.raises(ValueError, match="either path='dense' or tiled=True"):
+        SupConLoss(0.1, path="dense", tiled=True)
+
+
+def test_pml_memory_wrapper_equals_pml_cross_batch_memory() -> None:
+    """``loss.memory_size`` on a PML pair loss is PML's own XBM, step after step."""
+    config = LossConfig(name="contrastive", memory_size=64)
+    ours = build_loss(config, embedding_size=8).double()
+    theirs = pml_losses.CrossBatchMemory(pml_losses.ContrastiveLoss(), 8, memory_size=64).double()
+    for step in range(3):
+        embeddings, labels = _batch(samples=12 + step)
+        rows = embeddings.view(-1, 2, 8).transpose(0, 1).reshape(-1, 8)
+        value = pml_batch_loss(ours, embeddings, labels, views=2)
+        torch.testing.assert_close(value, theirs(rows, labels.repeat(2)), rtol=0, atol=0)
+    state = ours.state_dict()
+    assert state["_extra_state"] == {"queue_idx": (24 + 26 + 28) % 64, "has_been_filled": True}
+    restored = build_loss(config, embedding_size=8).double()
+    restored.load_state_dict(state)
+    assert restored.queue_idx == 14 and torch.equal(
+        restored.embedding_memory, ours.embedding_memory
+    )
+    # Before loss.memory_start_epoch the plain loss runs and nothing is enqueued.
+    before = pml_batch_loss(ours, embeddings, labels, views=2, use_memory=False)
+    torch.testing.assert_close(before, pml_losses.ContrastiveLoss()(rows, labels.repeat(2)))
+    assert ours.queue_idx == 14

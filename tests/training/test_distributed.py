@@ -17,11 +17,14 @@ from pytorch_metric_learning import miners
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from supcon import SupConLoss
+from supcon import CrossBatchMemory, SupConLoss
+from supcon.builders import build_loss
+from supcon.config import LossConfig
 from supcon.data import load_digits_splits
 from supcon.miners import TopKNegativeMiner
 from supcon.samplers import MPerClassSampler
 from supcon.training.contrast import batch_loss
+from supcon.training.criterion import average_loss_gradients, step_loss
 from supcon.training.gradcache import cached_backward
 from tests.training.helpers import HAS_TENSORBOARD, TENSORBOARD_MISSING
 
@@ -91,11 +94,96 @@ def _step(rank: int, labels_used: bool, micro: int | None, mined: str | None) ->
     return {"loss": loss.detach(), "grads": {n: p.grad for n, p in model.named_parameters()}}
 
 
+# PML losses through the training step: (loss name, GradCache micro-batch, miner).
+PML_SCENARIOS = {
+    "pml_pair_loss_pml_miner": ("multi_similarity", None, "pml"),
+    "pml_pair_loss_topk_miner": ("triplet_margin", None, "topk"),
+    "proxy_loss": ("proxy_anchor", None, None),
+    "proxy_loss_gradcache": ("proxy_anchor", 2, None),
+}
+
+
+def make_pml_loss(name: str) -> nn.Module:
+    torch.manual_seed(2)  # the same proxies in every process
+    return build_loss(LossConfig(name=name), num_classes=3, embedding_size=6).double()
+
+
+def pml_full_batch_gradients(name: str, mined: str | None) -> dict[str, Tensor]:
+    model, loss_fn = make_model(), make_pml_loss(name)
+    images, labels = make_batch()
+    loss = step_loss(loss_fn, model(images), labels, VIEWS, miner_for(mined))
+    loss.backward()
+    params = [*model.named_parameters(), *(("loss." + n, p) for n, p in loss_fn.named_parameters())]
+    return {name: p.grad for name, p in params}
+
+
+def _pml_step(rank: int, name: str, micro: int | None, mined: str | None) -> dict:
+    """Each rank embeds its share; the PML loss sees the gathered batch (miner too)."""
+    model, loss_fn = make_model(), make_pml_loss(name)
+    ddp = DistributedDataParallel(model)
+    images, labels = make_batch()
+    per_rank = SAMPLES // WORLD
+    flat = images.view(SAMPLES, VIEWS, -1)[rank * per_rank : (rank + 1) * per_rank].flatten(0, 1)
+    mine_labels = labels[rank * per_rank : (rank + 1) * per_rank]
+    miner = miner_for(mined)  # not gathering itself: it mines the gathered batch
+
+    def loss_of(e: Tensor) -> Tensor:
+        return step_loss(loss_fn, e, mine_labels, VIEWS, miner)
+
+    if micro is None:
+        loss = loss_of(ddp(flat))
+        loss.backward()
+    else:
+        loss, _ = cached_backward(
+            ddp, flat.split(micro * VIEWS), loss_of, no_sync=ddp.no_sync, buffers=model
+        )
+    average_loss_gradients(loss_fn)
+    params = [*model.named_parameters(), *(("loss." + n, p) for n, p in loss_fn.named_parameters())]
+    return {"loss": loss.detach(), "grads": {n: p.grad for n, p in params}}
+
+
+def memory_rows() -> tuple[Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(4)
+    return torch.randn(8, 6, generator=generator, dtype=torch.float64), torch.arange(8) % 3
+
+
+def memory_full_batch() -> dict:
+    """SupCon against a filled memory, then the whole batch enqueued."""
+    model, memory = make_model(), CrossBatchMemory(16, 6, dtype=torch.float64)
+    memory.enqueue(*memory_rows())
+    images, labels = make_batch()
+    embeddings = model(images)
+    batch_loss(SupConLoss(0.2), embeddings, labels, VIEWS, refs=memory.as_refs()).backward()
+    memory.enqueue(embeddings.detach().view(SAMPLES, VIEWS, -1), labels)
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    return {"grads": grads, "memory": memory.state_dict()}
+
+
+def _memory_step(rank: int) -> dict:
+    """Each rank fills its share; ``enqueue`` gathers, so every rank holds every row."""
+    model, memory = make_model(), CrossBatchMemory(16, 6, dtype=torch.float64)
+    ddp = DistributedDataParallel(model)
+    rows, row_labels = memory_rows()
+    memory.enqueue(rows[rank * 4 : (rank + 1) * 4], row_labels[rank * 4 : (rank + 1) * 4])
+    images, labels = make_batch()
+    per_rank = SAMPLES // WORLD
+    flat = images.view(SAMPLES, VIEWS, -1)[rank * per_rank : (rank + 1) * per_rank].flatten(0, 1)
+    mine_labels = labels[rank * per_rank : (rank + 1) * per_rank]
+    loss_fn = SupConLoss(0.2, gather_distributed=True)
+    embeddings = ddp(flat)
+    step_loss(loss_fn, embeddings, mine_labels, VIEWS, memory=memory).backward()
+    memory.enqueue(embeddings.detach().view(per_rank, VIEWS, -1), mine_labels)
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    return {"grads": grads, "memory": memory.state_dict()}
+
+
 def _worker(rank: int, store: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
     try:
         results = {name: _step(rank, *args) for name, args in SCENARIOS.items()}
+        results |= {name: _pml_step(rank, *args) for name, args in PML_SCENARIOS.items()}
+        results["memory"] = _memory_step(rank)
         torch.save(results, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -115,6 +203,32 @@ def test_ddp_gradients_equal_one_process_on_the_whole_batch(tmp_path: Path) -> N
                 torch.testing.assert_close(
                     result[name]["grads"][param], grad, atol=1e-12, rtol=1e-9, msg=name
                 )
+    for name, (loss_name, _, mined) in PML_SCENARIOS.items():
+        expected = pml_full_batch_gradients(loss_name, mined)
+        assert any(p.startswith("loss.") for p in expected) == ("proxy" in name)
+        losses = [ranks[r][name]["loss"] for r in range(WORLD)]
+        torch.testing.assert_close(losses[0], losses[1], atol=0, rtol=0)
+        for result in ranks:
+            assert result[name]["grads"].keys() == expected.keys()
+            for param, grad in expected.items():
+                torch.testing.assert_close(
+                    result[name]["grads"][param], grad, atol=1e-12, rtol=1e-9, msg=name
+                )
+    # Cross-batch memory: exact gradients, and every rank holds the same queue (the one a
+    # single process holds after the whole batch).
+    expected = memory_full_batch()
+    for result in ranks:
+        for param, grad in expected["grads"].items():
+            torch.testing.assert_close(
+                result["memory"]["grads"][param], grad, atol=1e-12, rtol=1e-9
+            )
+    queues = [r["memory"]["memory"] for r in ranks]
+    for key, value in queues[0].items():
+        assert torch.equal(value, queues[1][key]), key
+    single = expected["memory"]
+    assert int(queues[0]["filled"]) == int(single["filled"]) == 16
+    assert torch.equal(queues[0]["queue_labels"], single["queue_labels"])
+    torch.testing.assert_close(queues[0]["queue_embeddings"], single["queue_embeddings"])
 
 
 @pytest.mark.dist
@@ -164,4 +278,4 @@ def test_torchrun_two_cpu_processes_train_digits(tmp_path: Path) -> None:
     else:
         assert not (out / "tensorboard").exists()
         assert result.stderr.count(TENSORBOARD_MISSING) == 1  # rank 0 only
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt", "prev.pt"]
