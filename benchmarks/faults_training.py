@@ -5,7 +5,7 @@ Each ``check_*()`` returns rows ``{"fault", "injected", "handled", "lost", "deta
 wrong result. ``benchmarks/faults.py`` collects these functions (with those of the other
 ``faults_*`` modules) into one table; run alone, this module prints its own rows:
 
-    nice -n 10 python benchmarks/faults_training.py [--kills 2] [--seed 0]
+    nice -n 10 python benchmarks/faults_training.py [--kills 1] [--seed 0]
 
 Every run trains ``test_resnet`` on the bundled digits (10 steps of 256 images), so nothing
 is downloaded. A resumed run counts as handled only when its final weights, optimizer state,
@@ -142,7 +142,7 @@ def _kill_and_resume(work: Path, name: str, signum: int, target: int) -> tuple[b
     return _same_run(run, _reference(work)), f"signal at step ≥{target}, checkpoint at {at}"
 
 
-def check_kills(kills: int = 2, seed: int = 0, work: Path | None = None) -> list[Row]:
+def check_kills(kills: int = 1, seed: int = 0, work: Path | None = None) -> list[Row]:
     """SIGKILL and SIGTERM at seeded random steps, each followed by ``--resume``."""
     work = Path(work or tempfile.mkdtemp(prefix="faults_training_"))
     rng = random.Random(seed)
@@ -370,7 +370,7 @@ def check_two_writers(pairs: int = 2, work: Path | None = None) -> list[Row]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--kills", type=int, default=2, help="kills per signal")
+    parser.add_argument("--kills", type=int, default=1, help="kills per signal")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from supcon.commands import check_data, embed, evaluate, fewshot, index, search, train
+from supcon.commands import check_data, embed, evaluate, export, fewshot, index, search, train
 from supcon.errors import UserError
 
 EXIT_USAGE = 2
-COMMANDS = (train, evaluate, embed, index, search, fewshot, check_data)
+COMMANDS = (train, evaluate, embed, index, search, fewshot, check_data, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,9 +31,13 @@ class DataConfig:
     Attributes:
         dataset: ``"digits"`` (scikit-learn's bundled 8×8 digits, no download), ``"folder"``
             (``root/<class>/<image>``, or ``root/train`` + ``root/test|val`` trees) or ``"csv"``
-            (a manifest with columns ``path,label[,split,is_query,is_gallery]``).
-        root: Image folder (``folder``), or the folder CSV paths are relative to (``csv``;
-            default: the CSV's folder).
+            (a manifest with columns ``path,label[,split,is_query,is_gallery]``), or a
+            benchmark read from its official files under ``root`` with its standard split:
+            ``cub200``, ``cars196``, ``sop``, ``inshop``, ``cifar10``, ``cifar100``,
+            ``fewshot_csv`` (miniImageNet-style CSVs) or ``omniglot`` (see
+            :mod:`supcon.data.benchmarks`).
+        root: Image folder (``folder``), the folder CSV paths are relative to (``csv``;
+            default: the CSV's folder), or the folder a benchmark was extracted to.
         manifest: The CSV file (``csv``).
         split_by: How a held-out split is drawn when the data has none: ``"sample"`` (every
             class on both sides, stratified) or ``"class"`` (the last classes held out, as in
@@ -66,7 +70,19 @@ class DataConfig:
             elsewhere, ``../``).
     """
 
-    dataset: Literal["digits", "folder", "csv"] = "digits"
+    dataset: Literal[
+        "digits",
+        "folder",
+        "csv",
+        "cub200",
+        "cars196",
+        "sop",
+        "inshop",
+        "cifar10",
+        "cifar100",
+        "fewshot_csv",
+        "omniglot",
+    ] = "digits"
     root: str | None = None
     manifest: str | None = None
     split_by: Literal["sample", "class"] = "sample"
@@ -247,6 +263,11 @@ class TrainConfig:
             weight ever reaches a checkpoint.
         max_nonfinite_steps: With ``on_nonfinite: skip``, stop after this many non-finite
             steps in a row.
+        loggers: Where scalars go: ``csv`` (``log.csv`` etc., always written),
+            ``tensorboard`` (with ``tensorboard: true``), ``mlflow`` (local file store
+            ``RUN/mlruns`` or ``mlflow_uri``), ``wandb`` (offline, in ``RUN/wandb``).
+        mlflow_uri: MLflow tracking URI (``null``: ``file:RUN/mlruns``).
+        wandb_project: Weights & Biases project name.
     """
 
     epochs: int = 20
@@ -266,6 +287,9 @@ class TrainConfig:
     tensorboard: bool = True
     on_nonfinite: Literal["stop", "skip"] = "stop"
     max_nonfinite_steps: int = 5
+    loggers: tuple[str, ...] = ("csv", "tensorboard")
+    mlflow_uri: str | None = None
+    wandb_project: str = "supcon"
 
 
 @dataclass(frozen=True)
@@ -569,8 +593,10 @@ def validate(config: Config) -> list[str]:
     problems.extend(_validate_augment(config))
     problems.extend(_validate_channels(config))
     problems.extend(_validate_loss(config))
+    problems.extend(_validate_benchmarks(config))
     problems.extend(_validate_data_files(config))
     problems.extend(_validate_training(config))
+    problems.extend(_validate_loggers(config))
     return problems
 
 
@@ -748,11 +774,41 @@ def _validate_loss(config: Config) -> list[str]:
     return [msg for ok, msg in checks if not ok]
 
 
+BENCHMARK_DATASETS = (
+    "cub200",
+    "cars196",
+    "sop",
+    "inshop",
+    "cifar10",
+    "cifar100",
+    "fewshot_csv",
+    "omniglot",
+)
+
+
+def _validate_benchmarks(config: Config) -> list[str]:
+    """A benchmark dataset needs the folder it was extracted to."""
+    data = config.data
+    if data.dataset in BENCHMARK_DATASETS and not data.root:
+        return [f"data.dataset={data.dataset} needs data.root, the folder it was extracted to"]
+    return []
+
+
 def _validate_data_files(config: Config) -> list[str]:
     """The bad-image policy keys: ``data.max_image_pixels``."""
     limit = config.data.max_image_pixels
     if limit is not None and limit < 1:
         return [f"data.max_image_pixels must be ≥ 1 or null (Pillow's limit), got {limit}"]
+    return []
+
+
+def _validate_loggers(config: Config) -> list[str]:
+    """``train.loggers``: known names only."""
+    from supcon.training.trackers import LOGGERS
+
+    unknown = [name for name in config.train.loggers if name not in LOGGERS]
+    if unknown:
+        return [f"train.loggers: unknown {', '.join(unknown)}; choose from {', '.join(LOGGERS)}"]
     return []
 
 

@@ -235,7 +235,8 @@ def check_embedding_outputs(
 
 
 #: Entries that mark a folder as a supcon run directory.
-RUN_MARKERS = ("config.yaml", "checkpoints", "meta.json")
+#: (".lock" alone: a run that has just started.)
+RUN_MARKERS = ("config.yaml", "checkpoints", "meta.json", "metrics.json", "log.csv", ".lock")
 
 
 def check_run_folder(run_dir: str | Path) -> None:

@@ -103,8 +103,8 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
     Raises:
         UserError: when the data cannot be read or cannot be embedded by this run.
     """
+    from supcon.config import DataConfig
     from supcon.data import (
-        input_channels,
         load_splits,
         read_csv_manifest,
         scan_image_folder,
@@ -113,6 +113,10 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
     from supcon.data.verify import screen_splits, summarize
 
     if data is None:
+        if run.config is None:
+            raise UserError(
+                f"{run.checkpoint} is an exported model and carries no data; pass --data DIR_OR_CSV"
+            )
         train, held_out = load_splits(run.config.data, run.config.train.seed)
         train, held_out, bad = screen_splits(run.config.data, train, held_out)
         if bad:
@@ -121,20 +125,34 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
             return held_out, f"held-out split of {run.checkpoint}"
         return _concat(train, held_out), f"all data of {run.checkpoint}"
     path = Path(data)
+    data_config = run.config.data if run.config is not None else DataConfig()
     if path.is_dir():
         items = scan_image_folder(path, class_names=run.class_names or None)
     elif path.is_file() and path.suffix.lower() == ".csv":
-        outside = run.config.data.allow_outside_root
+        outside = data_config.allow_outside_root
         items = read_csv_manifest(path, allow_outside_root=outside).files
     else:
         raise UserError(f"--data {data!r} must be an image folder or a .csv manifest")
-    return with_channels(items, input_channels(run.config.data)), str(path)
+    items = dataclasses.replace(items, max_pixels=data_config.max_image_pixels)
+    return with_channels(items, model_channels(run)), str(path)
+
+
+def model_channels(run: LoadedRun) -> int:
+    """Input channels of a run's model, or of an exported one (from its sidecar)."""
+    from supcon.data import input_channels
+
+    if run.config is None:
+        return int(run.meta["transform"]["input_size"][0])  # type: ignore[attr-defined]
+    return input_channels(run.config.data)
 
 
 def model_info(run: LoadedRun) -> dict[str, str]:
-    """The checkpoint path and weight fingerprint recorded with embeddings and indexes."""
+    """The checkpoint path and weight fingerprint recorded with embeddings and indexes
+    (an exported model reports those of the run it was exported from)."""
     from supcon.evaluation.embed import model_fingerprint
 
+    if getattr(run, "model_info", None) is not None:
+        return dict(run.model_info)
     return {
         "checkpoint": str(Path(run.checkpoint).resolve()),
         "fingerprint": model_fingerprint(run.model),
@@ -153,7 +171,7 @@ def embed_items(
     emb, labels, ids = extract_embeddings(
         run.model,
         EvalDataset(items, run.eval_transform),
-        batch_size=args.batch_size or run.config.eval.batch_size,
+        batch_size=args.batch_size or (run.config.eval.batch_size if run.config else 64),
         device=device,
         num_workers=resolve_num_workers(
             getattr(args, "num_workers", "auto"), in_memory=not hasattr(items, "paths")
@@ -173,6 +191,17 @@ def embed_items(
     )
 
 
+def load_model(source: str | Path, device: torch.device) -> LoadedRun:
+    """A run (directory or checkpoint) or a model written by ``supcon export`` (``.onnx`` /
+    TorchScript ``.pt`` with its ``.json``), loaded for embedding."""
+    from supcon.export import is_exported, load_exported
+    from supcon.runs import load_run
+
+    if is_exported(source):
+        return load_exported(source, device=device)  # type: ignore[return-value]
+    return load_run(source, device=device)
+
+
 def load_or_embed(
     source: str, args: argparse.Namespace, device: torch.device
 ) -> tuple[EmbeddingSet, str]:
@@ -190,13 +219,12 @@ def load_or_embed(
         ValueError: for ``--data`` with an embeddings file (it applies to runs only).
     """
     from supcon.evaluation.embed import EXTENSIONS, load_embeddings
-    from supcon.runs import load_run
 
     path = Path(source)
     if path.suffix in EXTENSIONS:
         if args.data is not None:
             raise ValueError("--data applies to a run; embeddings files are used as they are")
         return load_embeddings(path), str(path)
-    loaded = load_run(path, device=device)
+    loaded = load_model(path, device=device)
     items, description = load_items(loaded, args.data, args.split)
     return embed_items(loaded, items, args, device), description

@@ -21,6 +21,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     started = time.perf_counter()
     train, held_out = load_splits(config.data, config.train.seed)
+    if not hasattr(train, "paths"):  # CIFAR: decoded arrays read from pickles
+        print(
+            f"data.dataset={config.data.dataset}: {len(train)} training and {len(held_out)} "
+            "held-out images read as arrays; no image files to check"
+        )
+        return 0
     paths = list(dict.fromkeys([*train.paths, *held_out.paths]))
     bad = check_images(
         paths, config.data.max_image_pixels, workers=args.workers, progress=not args.no_progress
@@ -29,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             format_table([(b.path, b.kind, b.detail) for b in bad], ["path", "problem", "detail"])
         )
-    source = config.data.root if config.data.dataset == "folder" else config.data.manifest
+    source = config.data.manifest if config.data.dataset == "csv" else config.data.root
     print(
         f"{len(paths)} images checked ({len(train)} training, {len(held_out)} held-out) from "
         f"{escape(source)}: {summarize(bad)}  ({time.perf_counter() - started:.1f} s)"

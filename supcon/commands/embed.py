@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from supcon.commands._evaldata import add_data_arguments, embed_items, load_items, resolve_device
+from supcon.commands._evaldata import (
+    add_data_arguments,
+    embed_items,
+    load_items,
+    load_model,
+    resolve_device,
+)
 from supcon.outputs import add_force_argument
 
 
@@ -14,12 +20,11 @@ def run(args: argparse.Namespace) -> int:
     from supcon.evaluation.embed import save_embeddings
     from supcon.outputs import check_embedding_outputs, run_inputs
     from supcon.reporting import format_table
-    from supcon.runs import load_run
 
     check_embedding_outputs(args.out, force=args.force, inputs=[*run_inputs(args.run), args.data])
     device = resolve_device(args.device)
     started = time.perf_counter()
-    loaded = load_run(args.run, device=device)
+    loaded = load_model(args.run, device=device)
     items, description = load_items(loaded, args.data, args.split)
     data = embed_items(loaded, items, args, device)
     path = save_embeddings(args.out, data)
@@ -45,7 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(.npy, with .labels.npy and .ids.npy beside it, or one .safetensors) and a .json "
         "with the model, class names and image paths.",
     )
-    parser.add_argument("run", metavar="RUN_OR_CKPT", help="run directory or checkpoint file")
+    parser.add_argument(
+        "run",
+        metavar="RUN_OR_CKPT",
+        help="run directory, checkpoint file, or a model written by supcon export (.onnx/.pt)",
+    )
     parser.add_argument(
         "--out", required=True, metavar="EMB", help="output file: NAME.npy or NAME.safetensors"
     )

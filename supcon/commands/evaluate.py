@@ -1,5 +1,5 @@
 """``supcon eval RUN_OR_CKPT [--data DIR_OR_CSV] [--split heldout|all] [--ks …] [--json OUT]
-[--plots DIR]``."""
+[--plots DIR] [--linear-probe]``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,92 @@ def _grid(data: Any, items: Any, path: Path) -> None:
     )
 
 
+def _linear_probe(loaded: Any, data: Any, args: argparse.Namespace, device: Any) -> dict:
+    """Fit a logistic regression on the run's training split, score it on ``data``."""
+    from supcon.data import load_splits
+    from supcon.evaluation.linear_probe import linear_probe
+
+    train_split, _ = load_splits(loaded.config.data, loaded.config.train.seed)
+    if not train_split.labeled:
+        raise UserError("--linear-probe needs a labelled training split; this run's has no labels")
+    train = embed_items(loaded, train_split, args, device)
+    return linear_probe(
+        train.embeddings, train.labels, data.embeddings, data.labels, c=args.probe_c
+    )
+
+
+def _check_refine(args: argparse.Namespace) -> None:
+    """``--refine`` needs an approximate ``--index`` (checked before anything is embedded)."""
+    if args.refine is None:
+        return
+    if args.index is None:
+        raise UserError(
+            "supcon eval searches exactly, so --refine has nothing to refine; add --index "
+            "ivf|hnsw|ivfpq to measure an approximate index with and without it"
+        )
+    if args.index == "flat":
+        raise UserError("--refine: a flat index is already exact; use --index ivf|hnsw|ivfpq")
+    if args.refine < 1:
+        raise UserError(f"--refine must be ≥ 1, got {args.refine}")
+
+
+def _approximate(args: argparse.Namespace, data: Any) -> dict[str, Any] | None:
+    """Recall@k through an approximate index (``--index``), refined with ``--refine``."""
+    from supcon.evaluation.index import IndexParams
+    from supcon.evaluation.postprocess import approximate_recall
+
+    if args.index is None:
+        return None
+    params = IndexParams(args.index, nprobe=args.nprobe)
+    metrics = approximate_recall(
+        data.embeddings,
+        data.labels,
+        params,
+        refine=args.refine,
+        ks=tuple(args.ks),
+        is_query=data.is_query,
+        is_gallery=data.is_gallery,
+    )
+    label = args.index + (f" + refine {args.refine}" if args.refine else "")
+    return {"metrics": metrics, "label": label, "index": args.index, "refine": args.refine}
+
+
+def _postprocessed(args: argparse.Namespace, data: Any, device: Any) -> dict[str, Any] | None:
+    """Metrics after DBA / αQE (``--dba``, ``--qe``), with what was done and its time."""
+    from supcon.evaluation.postprocess import postprocessed_metrics
+
+    if args.qe is None and args.dba is None:
+        return None
+    started = time.perf_counter()
+    metrics = postprocessed_metrics(
+        data.embeddings,
+        data.labels,
+        qe=args.qe,
+        qe_alpha=args.qe_alpha,
+        dba=args.dba,
+        dba_alpha=args.dba_alpha,
+        is_query=data.is_query,
+        is_gallery=data.is_gallery,
+        ks=args.ks,
+        precision_ks=args.precision_ks,
+        map_ks=args.map_ks,
+        device=device,
+    )
+    steps = []
+    if args.dba is not None:
+        steps.append(f"DBA (n={args.dba}, α={args.dba_alpha:g})")
+    if args.qe is not None:
+        steps.append(f"αQE (n={args.qe}, α={args.qe_alpha:g})")
+    settings = {"qe": args.qe, "qe_alpha": args.qe_alpha, "dba": args.dba,
+                "dba_alpha": args.dba_alpha}  # fmt: skip
+    return {
+        "metrics": metrics,
+        "label": " + ".join(steps),
+        "settings": settings,
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Embed the evaluation images, print retrieval metrics, optionally write JSON and plots."""
     from supcon.evaluation import retrieval_metrics
@@ -72,11 +158,17 @@ def run(args: argparse.Namespace) -> int:
     from supcon.reporting import escape, format_table, metrics_table
     from supcon.runs import load_run
 
+    if args.linear_probe and args.split == "all" and args.data is None:
+        raise UserError(
+            "--linear-probe fits on the run's training split, so it cannot be scored on "
+            "--split all; drop --split all (held-out split) or pass --data"
+        )
     inputs = [*run_inputs(args.run), args.data]
     if args.json:
         check_outputs([(args.json, EVAL_REPORT)], option="--json", force=args.force, inputs=inputs)
     if args.plots:
         check_plot_folder(args.plots, PLOT_NAMES, force=args.force, inputs=inputs)
+    _check_refine(args)
     device = resolve_device(args.device)
     started = time.perf_counter()
     loaded = load_run(args.run, device=device)
@@ -97,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
         device=device,
     )
     per_class = metrics.pop("per_class", None)
+    if args.linear_probe:
+        metrics.update(_linear_probe(loaded, data, args, device))
     print(metrics_table(metrics))
     if per_class:
         rows = [
@@ -114,6 +208,16 @@ def run(args: argparse.Namespace) -> int:
         f"{len(data.labels)} images from {escape(description)}  "
         f"({time.perf_counter() - started:.1f} s)"
     )
+    approximate = _approximate(args, data)
+    if approximate is not None:
+        print()
+        print(metrics_table(approximate["metrics"]))
+        print(f"through {approximate['label']}")
+    processed = _postprocessed(args, data, device)
+    if processed is not None:
+        print()
+        print(metrics_table(processed["metrics"]))
+        print(f"after {processed['label']}  (+{processed['seconds']:.2f} s)")
 
     if args.json:
         report = {
@@ -123,6 +227,10 @@ def run(args: argparse.Namespace) -> int:
             "model": data.model,
             "num_items": len(data.labels),
         }
+        if processed is not None:
+            report["postprocessed"] = processed
+        if approximate is not None:
+            report["approximate"] = approximate
         if per_class:
             report["per_class"] = {
                 _class_name(data.class_names, label): row for label, row in per_class.items()
@@ -172,7 +280,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nmi", action="store_true", help="also NMI / AMI of k-means clusters")
     parser.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
     parser.add_argument(
+        "--index",
+        choices=("flat", "ivf", "hnsw", "ivfpq"),
+        help="also report recall@k through this FAISS index type (and recall vs exact)",
+    )
+    parser.add_argument("--nprobe", type=int, help="with --index ivf/ivfpq: cells searched")
+    parser.add_argument(
+        "--refine", type=int, metavar="K", help="with --index: re-score K candidates exactly"
+    )
+    parser.add_argument(
+        "--qe", type=int, metavar="N", help="also score after α-query expansion with the top N"
+    )
+    parser.add_argument(
+        "--qe-alpha", type=float, default=3.0, metavar="A", help="αQE weight exponent (default 3)"
+    )
+    parser.add_argument(
+        "--dba",
+        type=int,
+        metavar="N",
+        help="also score after database-side augmentation of the gallery with the top N",
+    )
+    parser.add_argument(
+        "--dba-alpha", type=float, default=3.0, metavar="A", help="DBA weight exponent (default 3)"
+    )
+    parser.add_argument(
         "--plots", metavar="DIR", help="write recall_at_k.png and retrieval_grid.png here"
+    )
+    parser.add_argument(
+        "--linear-probe",
+        action="store_true",
+        help="also fit a logistic regression on frozen embeddings of the run's training split "
+        "and report its accuracy on the evaluated images (needs shared classes)",
+    )
+    parser.add_argument(
+        "--probe-c",
+        type=float,
+        default=1.0,
+        help="inverse L2 strength of the linear probe (scikit-learn's C, default 1)",
     )
     add_force_argument(parser)
     parser.set_defaults(func=run)

@@ -39,15 +39,26 @@ def run(args: argparse.Namespace) -> int:
         m=args.m,
         ef_search=args.ef_search,
         pq_m=args.pq_m,
+        store_exact=args.store_exact,
     )
+    if args.store_exact and args.type != "ivfpq":
+        raise ValueError(
+            "--store-exact applies to --type ivfpq (flat, ivf and hnsw store exact vectors)"
+        )
+    gallery, model = data.embeddings[rows], dict(data.model)
+    if args.dba is not None:
+        from supcon.evaluation.postprocess import database_augmentation
+
+        gallery = database_augmentation(gallery, args.dba, args.dba_alpha)
+        model["dba"] = {"n": args.dba, "alpha": args.dba_alpha}
     built = time.perf_counter()
     index = build_index(
-        data.embeddings[rows],
+        gallery,
         ids=data.ids[rows],
         labels=data.labels[rows],
         paths=None if data.paths is None else tuple(data.paths[i] for i in rows),
         class_names=data.class_names,
-        model=data.model,
+        model=model,
         params=params,
         device=device,
     )
@@ -92,6 +103,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--m", type=int, default=32, help="hnsw links per node (default 32)")
     parser.add_argument("--ef-search", type=int, default=64, help="hnsw search beam (default 64)")
     parser.add_argument("--pq-m", type=int, help="ivfpq bytes per vector (default D/4)")
+    parser.add_argument(
+        "--store-exact",
+        action="store_true",
+        help="ivfpq: also keep exact vectors (4·D bytes each) for supcon search --refine",
+    )
+    parser.add_argument(
+        "--dba",
+        type=int,
+        metavar="N",
+        help="database-side augmentation: each item → weighted mean of itself and its top N",
+    )
+    parser.add_argument(
+        "--dba-alpha", type=float, default=3.0, metavar="A", help="DBA weight exponent (default 3)"
+    )
     add_data_arguments(parser, default_split="all")
     add_force_argument(parser)
     parser.set_defaults(func=run)

@@ -7,6 +7,8 @@ run directory, and only rank 0 prints and writes.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import time
 from contextlib import ExitStack
@@ -28,6 +30,9 @@ RESUME_OVERRIDES = frozenset(
         "train.log_every",
         "train.diagnostics_every",
         "train.tensorboard",
+        "train.loggers",
+        "train.mlflow_uri",
+        "train.wandb_project",
         "data.num_workers",
         "eval.batch_size",
         "train.best_metric",  # a typo'd best metric can be fixed; best.pt is then re-chosen
@@ -70,7 +75,8 @@ def _check_resume_epochs(run_dir: Path, epochs: int, finished: bool) -> None:
     """Refuse a ``train.epochs`` that the run has already passed (it would end early)."""
     from supcon.training.checkpoint import load_checkpoint_or_previous
 
-    saved, _ = load_checkpoint_or_previous(run_dir / "checkpoints" / "last.pt", who="supcon train")
+    with contextlib.redirect_stderr(io.StringIO()):  # train() reports a fallback itself
+        saved, _ = load_checkpoint_or_previous(run_dir / "checkpoints" / "last.pt")
     progress = saved["progress"]
     done, batch = progress["epoch"], progress["batch"]
     if finished and done >= epochs:

@@ -11,6 +11,7 @@ from torch import nn
 
 from supcon.augment_spec import PRESET_DEFAULTS
 from supcon.data.augment import build_augmentation, build_eval_transform
+from supcon.data.benchmarks import BENCHMARKS, ArraySplit, load_benchmark
 from supcon.data.digits import load_digits_splits
 from supcon.data.sources import (
     EVAL_SPLITS,
@@ -41,7 +42,7 @@ def input_channels(config: DataConfig) -> int:
 def with_channels(split: Split, channels: int) -> Split:
     """``split`` yielding ``channels``-channel images (files read as ``L`` or ``RGB``; the
     in-memory grayscale digits repeated to 3 channels when asked)."""
-    if isinstance(split, FileSplit):
+    if isinstance(split, (FileSplit, ArraySplit)):
         return dataclasses.replace(split, mode="L" if channels == 1 else "RGB")
     images = getattr(split, "images", None)
     if images is not None and images.shape[1] != channels:
@@ -116,6 +117,8 @@ def load_splits(config: DataConfig, seed: int) -> tuple[Split, Split]:
         )
     elif config.dataset == "folder":
         train, test = _folder_splits(config, seed)
+    elif config.dataset in BENCHMARKS:
+        train, test = load_benchmark(config.dataset, config.root)
     else:
         train, test = _csv_splits(config, seed)
     if len(train) == 0:

@@ -53,7 +53,15 @@ class DataError(ValueError):
 class BadImageError(DataError):
     """One image file cannot be used; ``kind`` is one of :data:`BAD_IMAGE_KINDS`."""
 
-    def __init__(self, path: str, kind: str, detail: str) -> None:
+    def __init__(self, path: str, kind: str | None = None, detail: str | None = None) -> None:
+        if kind is None:  # rebuilt by a DataLoader from a worker's report: keep the last line
+            lines = [x for x in path.strip().splitlines() if f"{type(self).__name__}: " in x]
+            message = lines[-1].split(f"{type(self).__name__}: ", 1)[1] if lines else path
+            super().__init__(message)
+            self.path = ""
+            self.kind = next((k for k in BAD_IMAGE_KINDS if f": {k} (" in message), "unreadable")
+            self.detail = message
+            return
         super().__init__(f"cannot read image {path!r}: {kind} ({detail})")
         self.path = path
         self.kind = kind

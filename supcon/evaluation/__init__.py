@@ -13,6 +13,7 @@ from supcon.evaluation.embed import (
 )
 from supcon.evaluation.fewshot import episode_accuracies, fewshot_accuracy
 from supcon.evaluation.index import IndexParams, SearchIndex, build_index
+from supcon.evaluation.linear_probe import linear_probe
 from supcon.evaluation.metrics import retrieval_metrics
 from supcon.evaluation.protocol import evaluate_split
 
@@ -27,6 +28,7 @@ __all__ = [
     "extract_embeddings",
     "fewshot_accuracy",
     "kmeans_assign",
+    "linear_probe",
     "load_embeddings",
     "model_fingerprint",
     "retrieval_metrics",

@@ -176,12 +176,14 @@ def _check_episode_fits(labels: np.ndarray, n_way: int, k_shot: int, n_query: in
     fixes = []
     if qualify >= 2:
         fixes.append(f"n_way <= {qualify}")
-    if len(sizes) >= n_way:
-        room = int(sizes[n_way - 1])  # the n_way-th largest class fits k_shot + n_query <= room
+    ways = min(n_way, len(sizes))  # the most ways there are classes for
+    if ways >= 2:
+        room = int(sizes[ways - 1])  # the ways-th largest class fits k_shot + n_query <= room
+        at = "" if ways == n_way else f"n_way = {ways} with "
         if room > k_shot:
-            fixes.append(f"n_query <= {room - k_shot}")
+            fixes.append(f"{at}n_query <= {room - k_shot}")
         elif room >= 2:
-            fixes.append(f"k_shot + n_query <= {room}")
+            fixes.append(f"{at}k_shot + n_query <= {room}")
     raise ValueError(
         f"n_way={n_way} needs {n_way} classes with at least k_shot + n_query = {k_shot} + "
         f"{n_query} = {need} items each, but only {qualify} of {len(sizes)} classes have that "

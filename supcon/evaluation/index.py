@@ -53,6 +53,9 @@ class IndexParams:
         ef_search: HNSW search beam.
         pq_m: PQ sub-quantisers (default: the largest divisor of D that is ≤ D/4).
         pq_bits: Bits per sub-quantiser code.
+        store_exact: ``ivfpq``: also keep the exact vectors (FAISS ``IndexRefineFlat``,
+            ``4·D`` bytes more per vector) so that search can re-rank candidates exactly
+            (``refine``); ``ivf`` and ``hnsw`` store exact vectors anyway.
     """
 
     kind: str = "flat"
@@ -63,6 +66,7 @@ class IndexParams:
     ef_search: int = 64
     pq_m: int | None = None
     pq_bits: int = 8
+    store_exact: bool = False
 
     def resolved(self, n: int, dim: int) -> IndexParams:
         """These parameters with defaults filled in for ``n`` vectors of dimension ``dim``."""
@@ -100,7 +104,10 @@ class IndexParams:
             "hnsw": ("m", "ef_construction", "ef_search"),
             "ivfpq": ("nlist", "nprobe", "pq_m", "pq_bits"),
         }[self.kind]
-        return {"kind": self.kind, **{k: getattr(self, k) for k in keys}}
+        out = {"kind": self.kind, **{k: getattr(self, k) for k in keys}}
+        if self.kind == "ivfpq" and self.store_exact:
+            out["store_exact"] = True
+        return out
 
 
 def _make_index(params: IndexParams, dim: int) -> faiss.Index:
@@ -122,6 +129,11 @@ def _make_index(params: IndexParams, dim: int) -> faiss.Index:
     index.own_fields = True
     quantizer.this.disown()
     index.nprobe = params.nprobe
+    if params.kind == "ivfpq" and params.store_exact:
+        refine = faiss.IndexRefineFlat(index)  # exact copy beside the codes, for re-ranking
+        refine.own_fields = True
+        index.this.disown()
+        return refine
     return index
 
 
@@ -174,21 +186,27 @@ class SearchIndex:
         return len(self.ids)
 
     def search(
-        self, query: np.ndarray | torch.Tensor, k: int = 10
+        self, query: np.ndarray | torch.Tensor, k: int = 10, *, refine: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Nearest items by cosine similarity.
 
         Args:
             query: ``(Nq, D)`` embeddings (L2-normalised here).
             k: Neighbours per query; more than the index holds is clipped (and said).
+            refine: Approximate indexes: take a shortlist of ``max(refine, k)`` candidates
+                and re-score them exactly from the stored vectors (``ivf``, ``hnsw``, and
+                ``ivfpq`` built with ``store_exact``); scores are then exact cosines.
 
         Returns:
             ``(scores, ids)``, both ``(Nq, k)``: cosine similarities (float32, decreasing) and
             item ids (int64; ``-1`` when an approximate index found fewer than ``k``).
 
         Raises:
-            ValueError: for a dimension other than the index's, or ``k < 1``.
+            ValueError: for a dimension other than the index's, ``k < 1``, or ``refine`` on an
+                index that is already exact or stores no exact vectors.
         """
+        if refine is not None:
+            self.check_refine(refine)
         q = as_numpy(query)
         if q.ndim == 2 and q.shape[1] != self.dim:
             source = self.model.get("checkpoint") or "its embeddings"
@@ -203,7 +221,67 @@ class SearchIndex:
         if k > len(self):
             say(f"k={k} is larger than the {len(self)} items in the index; clipped to {len(self)}")
             k = len(self)
+        if refine is not None:
+            return self._refined_search(q, k, min(max(refine, k), len(self)))
         return self.index.search(q, k)
+
+    def check_refine(self, refine: int) -> None:
+        """Raise ``ValueError`` when ``refine`` cannot apply to this index (see :meth:`search`)."""
+        if refine < 1:
+            raise ValueError(f"refine must be ≥ 1, got {refine}")
+        if self.params.kind == "flat":
+            raise ValueError(
+                "this is a flat index: its search is already exact, so there is nothing to "
+                "refine; drop --refine"
+            )
+        if self.params.kind == "ivfpq" and not self.params.store_exact:
+            raise ValueError(
+                "this ivfpq index keeps only compressed codes, so candidates cannot be re-scored "
+                "exactly; rebuild it with supcon index --type ivfpq --store-exact"
+            )
+        if not isinstance(self.index, faiss.IndexIDMap):
+            raise ValueError("refine needs a CPU index; load it with device='cpu'")
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """Stored vectors of index rows (positions in :attr:`ids`; ``-1`` gives zeros).
+
+        Exact for ``flat``, ``ivf``, ``hnsw`` and ``ivfpq`` with ``store_exact``; the PQ
+        reconstruction (approximate) for a plain ``ivfpq``. CPU indexes only.
+
+        Returns:
+            ``rows.shape + (D,)`` float32.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        inner = faiss.downcast_index(self.index.index)
+        store = (
+            faiss.downcast_index(inner.refine_index)
+            if isinstance(inner, faiss.IndexRefine)
+            else inner
+        )
+        needs_map = self.params.kind in ("ivf", "ivfpq") and not isinstance(store, faiss.IndexFlat)
+        if needs_map and not getattr(self, "_direct_map", False):
+            faiss.extract_index_ivf(store).make_direct_map()
+            self._direct_map = True
+        flat = store.reconstruct_batch(np.maximum(rows, 0).reshape(-1))
+        flat[(rows < 0).reshape(-1)] = 0.0
+        return flat.reshape(*rows.shape, self.dim)
+
+    def _refined_search(
+        self, q: np.ndarray, k: int, shortlist: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Shortlist from the approximate index, re-scored with the exact vectors."""
+        inner = faiss.downcast_index(self.index.index)
+        refined = isinstance(inner, faiss.IndexRefine)
+        approx = faiss.downcast_index(inner.base_index) if refined else inner
+        _, rows = approx.search(q, shortlist)
+        found = rows >= 0
+        exact = np.einsum("qd,qkd->qk", q, self.vectors(rows))
+        exact = np.where(found, exact, -np.inf).astype(np.float32)
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        scores = np.take_along_axis(exact, order, axis=1)
+        rows = np.take_along_axis(rows, order, axis=1)
+        ids = np.where(rows >= 0, self.ids[np.maximum(rows, 0)], -1)
+        return np.where(rows >= 0, scores, -np.inf).astype(np.float32), ids.astype(np.int64)
 
     def configure(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Change search-time settings (no rebuild): IVF cells probed, HNSW beam width.
@@ -361,6 +439,9 @@ def _check_sidecar(meta: dict[str, Any], meta_path: Path) -> None:
 
 def _to_gpu(index: faiss.Index, params: IndexParams) -> faiss.Index:
     if not faiss_gpu_or_say(True):
+        return index
+    if params.store_exact:
+        say_once("an ivfpq index with exact vectors (store_exact) searches on the CPU")
         return index
     if params.kind == "hnsw":
         say_once("FAISS has no GPU HNSW; the hnsw index searches on the CPU")

@@ -166,7 +166,7 @@ class NonFiniteGuard:
             )
             return None
         if self.policy == "skip":
-            where += f", the {self.in_row}th non-finite step in a row"
+            where += f", {self.in_row} non-finite steps in a row (train.max_nonfinite_steps)"
         return where
 
     def good_step(self) -> None:

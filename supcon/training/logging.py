@@ -6,7 +6,7 @@ import csv
 import platform
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,8 @@ def _fmt(value: Any) -> Any:
 
 
 class RunLog:
-    """The logs of a run directory: ``log.csv``, ``eval.csv``, ``diagnostics.csv``, TensorBoard.
+    """The logs of a run directory: ``log.csv``, ``eval.csv``, ``diagnostics.csv``, TensorBoard,
+    and experiment trackers (:mod:`supcon.training.trackers`: MLflow, W&B).
 
     Every method is a no-op when ``enabled`` is false (ranks other than 0).
 
@@ -159,13 +160,22 @@ class RunLog:
         tensorboard: Also write TensorBoard scalars under ``run_dir/tensorboard``.
         resume_step: The step a resumed run continues from: rows logged after it by the
             interrupted run are dropped (0 for a new run, which clears stale logs).
+        trackers: Experiment trackers that also receive every scalar (see
+            :class:`supcon.training.trackers.Tracker`).
     """
 
     def __init__(
-        self, run_dir: str | Path, *, enabled: bool, tensorboard: bool, resume_step: int = 0
+        self,
+        run_dir: str | Path,
+        *,
+        enabled: bool,
+        tensorboard: bool,
+        resume_step: int = 0,
+        trackers: Sequence[Any] = (),
     ) -> None:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
+        self.trackers = list(trackers) if enabled else []
         self._eval: CsvLog | None = None
         self._diagnostics: CsvLog | None = None
         self._train: CsvLog | None = None
@@ -182,6 +192,7 @@ class RunLog:
             self._train.write({k: _fmt(v) for k, v in row.items()})
             numbers = {k: v for k, v in row.items() if k not in ("epoch", "step")}
             self.scalars.add("train", numbers, int(row["step"]))
+            self._track("train", numbers, int(row["step"]))
 
     def evaluation(self, epoch: int, step: int, metrics: Mapping[str, float]) -> None:
         """One evaluation's metrics."""
@@ -190,6 +201,7 @@ class RunLog:
                 self._eval = CsvLog(self.run_dir / "eval.csv", ["epoch", "step", *metrics])
             self._eval.write({"epoch": epoch, "step": step, **metrics})
             self.scalars.add("eval", metrics, step)
+            self._track("eval", metrics, step)
 
     def diagnostics(self, epoch: int, step: int, values: Mapping[str, Any]) -> None:
         """One set of embedding diagnostics."""
@@ -199,9 +211,29 @@ class RunLog:
                 self._diagnostics = CsvLog(self.run_dir / "diagnostics.csv", columns)
             self._diagnostics.write({"epoch": epoch, "step": step, **values})
             self.scalars.add("diagnostics", values, step)
+            self._track("diagnostics", values, step)
+
+    def _track(self, prefix: str, values: Mapping[str, Any], step: int) -> None:
+        from supcon.training.trackers import scalars
+
+        for tracker in self.trackers:
+            tracker.log_metrics(prefix, scalars(values), step)
+
+    def config(self, config: Mapping[str, Any]) -> None:
+        """The resolved config, to the trackers (the run directory has ``config.yaml``)."""
+        for tracker in self.trackers:
+            tracker.log_config(config)
+
+    def summary(self, metrics: Mapping[str, Any]) -> None:
+        """The final metrics, to the trackers (the run directory has ``metrics.json``)."""
+        from supcon.training.trackers import scalars
+
+        for tracker in self.trackers:
+            tracker.log_summary(scalars(metrics))
 
     def close(self) -> None:
-        """Close every file (idempotent)."""
-        for handle in (self._train, self._eval, self._diagnostics, self.scalars):
+        """Close every file and end every tracker run (idempotent)."""
+        for handle in (self._train, self._eval, self._diagnostics, self.scalars, *self.trackers):
             if handle is not None:
                 handle.close()
+        self.trackers = []

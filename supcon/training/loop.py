@@ -70,6 +70,8 @@ from supcon.training.preempt import Preempted, StopSignals
 from supcon.training.preflight import check_components
 from supcon.training.sampling import EpochBatches
 from supcon.training.state import Progress, capture_rng, restore_rng
+from supcon.training.trackers import build_trackers
+from supcon.training.trackers import check_available as check_trackers
 
 
 class TrainingError(RuntimeError):
@@ -327,6 +329,7 @@ def _train(
             f"{skip}. {kept}"
         )
 
+    check_trackers(tc.loggers)  # a missing tracker package stops before any file
     # Run directory (rank 0 only).
     if is_main:
         checkpoints.mkdir(parents=True, exist_ok=True)
@@ -343,7 +346,21 @@ def _train(
             ),
         )
         write_skipped(run_dir, bad_images)
-    logs = RunLog(run_dir, enabled=is_main, tensorboard=tc.tensorboard, resume_step=state.step)
+    trackers = (
+        build_trackers(
+            tc.loggers, run_dir, mlflow_uri=tc.mlflow_uri, wandb_project=tc.wandb_project
+        )
+        if is_main
+        else []
+    )
+    logs = RunLog(
+        run_dir,
+        enabled=is_main,
+        tensorboard=tc.tensorboard and "tensorboard" in tc.loggers,
+        resume_step=state.step,
+        trackers=trackers,
+    )
+    logs.config(config_to_dict(config))
 
     def save(name: str, metrics: dict[str, float] | None = None) -> None:
         if is_main:
@@ -462,6 +479,8 @@ def _train(
                     state.skipped_steps += 1
                     if buffers is not None:
                         restore_buffers(watched, buffers)
+                    if scaler.is_enabled():  # forget an unscale_ of this step; keep the scale
+                        scaler._per_optimizer_states.clear()
                 else:
                     scaler.step(optimizer)
                     scaler.update()
@@ -533,6 +552,7 @@ def _train(
         metrics = run_evaluation()
         if is_main:
             atomic_write_json(run_dir / "metrics.json", metrics)
+            logs.summary(metrics)
     finally:
         stop.__exit__(None, None, None)
         logs.close()

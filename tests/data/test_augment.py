@@ -202,3 +202,25 @@ def test_channels_decide_how_images_are_read(tmp_path) -> None:
     assert files.load(0).mode == "L"
     files, _ = load_splits(DataConfig(dataset="folder", root=str(folder)), 0)
     assert files.load(0).mode == "RGB"
+
+
+def test_data_mean_std_and_channels_reach_both_pipelines() -> None:
+    import timm
+
+    from supcon.config import AugmentConfig, DataConfig
+    from supcon.data import build_transforms
+
+    backbone = timm.create_model("test_resnet", num_classes=0)
+    data = DataConfig(dataset="folder", root="x", channels=1, mean=(0.3,), std=(0.2,))
+    train, evaluation = build_transforms(data, backbone, AugmentConfig(preset="none"))
+    image = Image.fromarray(np.full((24, 24), 153, dtype=np.uint8), mode="L")  # 0.6
+    for pipeline in (train, evaluation):
+        out = pipeline(image)
+        assert out.shape[0] == 1
+        torch.testing.assert_close(out, torch.full_like(out, (0.6 - 0.3) / 0.2))
+    default = DataConfig(dataset="folder", root="x", channels=1)
+    _, evaluation = build_transforms(default, backbone)
+    timm_mean = sum(backbone.pretrained_cfg["mean"]) / 3  # averaged for one channel
+    timm_std = sum(backbone.pretrained_cfg["std"]) / 3
+    out = evaluation(image)
+    torch.testing.assert_close(out, torch.full_like(out, (0.6 - timm_mean) / timm_std))

@@ -109,3 +109,29 @@ def test_a_directory_or_missing_file_is_unreadable(tmp_path: Path) -> None:
     with pytest.raises(BadImageError) as caught:
         load_image(str(tmp_path / "nope.jpg"))
     assert caught.value.kind == "unreadable"
+
+
+def test_a_bad_file_in_a_dataloader_worker_is_still_one_line(tmp_path: Path) -> None:
+    import torch
+
+    from supcon.data.sources import FileSplit
+
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good)
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    split = FileSplit((str(good), str(empty)), np.zeros(2, np.int64), ())
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(split)
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(split.load(i))).float()
+
+    loader = torch.utils.data.DataLoader(Items(), batch_size=1, num_workers=1)
+    with pytest.raises(BadImageError) as caught:
+        list(loader)
+    message = str(caught.value)
+    assert "\n" not in message and caught.value.kind == "zero-byte"
+    assert message == f"cannot read image {str(empty)!r}: zero-byte (the file is empty)"

@@ -83,17 +83,18 @@ def test_persistent_workers_resume_like_an_uninterrupted_run(
     train(straight, tmp_path / "straight", progress=False)
 
     workers = tiny(images, **settings, data={"num_workers": 2})
-    real_save = loop.save_checkpoint
+    real_save = loop.save_rotating  # how last.pt is written
 
-    def save_then_crash(path: Path, content: dict) -> None:
-        real_save(path, content)
+    def save_then_crash(path: Path, content: dict) -> Path:
+        saved = real_save(path, content)
         if content["step"] == 4:
             raise CrashError
+        return saved
 
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(loop, "save_rotating", save_then_crash)
     with pytest.raises(CrashError):
         train(workers, tmp_path / "killed", progress=False)
-    monkeypatch.setattr(loop, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop, "save_rotating", real_save)
     train(workers, tmp_path / "killed", progress=False, resume=True)
 
     runs = tmp_path / "straight", tmp_path / "killed"

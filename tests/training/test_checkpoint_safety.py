@@ -166,3 +166,19 @@ def test_divergence_leaves_a_finite_usable_checkpoint(images: Path, tmp_path: Pa
     )
     assert math.isfinite(metrics["recall@1"]) and math.isfinite(metrics["map@r"])
     assert saved["step"] >= 1  # the last step whose weights still embed finitely
+
+
+def test_corrupt_best_falls_back_to_last(finished: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "checkpoints" / "best.pt").write_bytes(b'{"recall@1": 1.0}')
+    loaded = load_run(run)
+    assert loaded.checkpoint.name == "last.pt"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "best.pt' is not a torch checkpoint" in err[0]
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    assert load_run(run).checkpoint.name == "prev.pt"
+    for name in ("last.pt", "prev.pt"):
+        (run / "checkpoints" / name).write_bytes(b"")
+    with pytest.raises(CheckpointError, match="best.pt' is not a torch checkpoint"):
+        load_run(run)

@@ -279,3 +279,55 @@ def test_torchrun_two_cpu_processes_train_digits(tmp_path: Path) -> None:
         assert not (out / "tensorboard").exists()
         assert result.stderr.count(TENSORBOARD_MISSING) == 1  # rank 0 only
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt", "prev.pt"]
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (from /proc; Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds torchrun's workers in /proc")
+def test_torchrun_sigterm_to_one_rank_stops_both_after_the_same_step(tmp_path: Path) -> None:
+    """Only one worker gets SIGTERM: the per-step all-reduce stops both ranks, no deadlock."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += ["-m", "supcon", "train", str(ROOT / "recipes" / "digits.yaml"), "train.epochs=3"]
+    command += ["train.threads=1", "train.device=cpu", "train.tensorboard=false"]
+    command += ["--out", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    agent = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while not (out / "log.csv").exists() or len((out / "log.csv").read_text().splitlines()) < 3:
+        assert agent.poll() is None and time.monotonic() < deadline, "ended too early"
+        time.sleep(0.05)
+    workers = sorted(_children(agent.pid))
+    assert len(workers) == 2
+    os.kill(workers[-1], signal.SIGTERM)  # one rank only (which one is rank 0 does not matter)
+    _, err = agent.communicate(timeout=300)  # a deadlock would hang here
+    from supcon.training.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert 2 <= saved["step"] < 3 * 5 and not (out / "metrics.json").exists()
+    assert not (out / ".lock").exists()
+    assert f"supcon train --resume {out}" in err.decode()
+    assert "exitcode  : 143" in err.decode() or agent.returncode != 0
+    resumed = subprocess.run(
+        [*command[:5], "-m", "supcon", "train", "--resume", str(out), "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["num_queries"] == 450

@@ -113,14 +113,14 @@ class CrashError(Exception):
 
 
 def _crash_after_saving_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    real = loop.save_checkpoint
+    real = loop.save_rotating  # last.pt is written by rotation (prev.pt kept)
 
     def save_then_crash(path, content):
         real(path, content)
         if content["step"] == step:
             raise CrashError
 
-    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(loop, "save_rotating", save_then_crash)
 
 
 @pytest.mark.parametrize(
@@ -192,3 +192,16 @@ def test_gradcache_gives_proxies_the_whole_batch_gradient() -> None:
     for got, want in zip(gradients(model, loss_fn), expected, strict=True):
         torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-10)
     assert expected[-1].abs().sum() > 0  # the proxies do get a gradient
+
+
+def test_view_major_order_puts_gathered_rows_in_one_process_order() -> None:
+    """Ranks of 2 and 3 samples, 2 views: rank-major view-major rows → global view-major."""
+    from supcon.distributed import view_major_order
+
+    sizes, views = [2, 3], 2
+    samples = torch.arange(5)  # global sample ids, rank 0 holds 0-1, rank 1 holds 2-4
+    per_rank = [samples[:2], samples[2:]]
+    # Each rank sends (view, sample) rows view-major; encode a row as 10·view + sample.
+    gathered = torch.cat([torch.cat([10 * v + s for v in range(views)]) for s in per_rank])
+    expected = torch.cat([10 * v + samples for v in range(views)])
+    assert torch.equal(gathered[view_major_order(sizes, views)], expected)

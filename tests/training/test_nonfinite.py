@@ -48,7 +48,9 @@ def test_skipped_step_leaves_model_optimizer_scheduler_untouched(
         images,
         train={"checkpoint_every": 1, "on_nonfinite": "skip", "max_nonfinite_steps": 2},
     )
-    with pytest.raises(TrainingError, match=r"loss became nan at step 4 .*2th non-finite step"):
+    with pytest.raises(
+        TrainingError, match=r"loss became nan at step 4 .*2 non-finite steps in a row"
+    ):
         train(config, tmp_path, progress=False)
     after_skip = load_checkpoint(tmp_path / "checkpoints" / "last.pt")  # written after step 3
     before = load_checkpoint(tmp_path / "checkpoints" / "prev.pt")  # written after step 2
@@ -112,6 +114,6 @@ def test_first_nonfinite_and_guard_counting() -> None:
     assert guard.bad_step("loss became nan", 7, [1, 2]) is None
     guard.good_step()
     assert guard.bad_step("loss became nan", 9, [1, 2]) is None
-    assert re.search(r"step 10 .*2th non-finite step in a row", guard.bad_step("x", 10, [3]))
+    assert re.search(r"step 10 .*2 non-finite steps in a row", guard.bad_step("x", 10, [3]))
     assert NonFiniteGuard("stop", 5).bad_step("loss became nan", 1, [0]) is not None
     assert describe_batch(list(range(10)), shown=3) == "batch sample ids 0, 1, 2, … (10 in all)"
