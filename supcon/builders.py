@@ -178,7 +178,12 @@ def build_batch_sampler(
             f"processes; use a multiple of {num_replicas}"
         )
     from supcon.samplers import build_sampler
+    from supcon.samplers.fit import m_per_class_problem
 
+    if name == "m_per_class" and isinstance(args.get("m"), int):
+        problem = m_per_class_problem(labels, batch_size, args["m"], num_replicas)
+        if problem:
+            raise ValueError(problem)
     per_rank = batch_size // num_replicas
     try:
         return build_sampler(

@@ -48,7 +48,9 @@ class DataConfig:
         views: Augmented views per image (≥ 1; 1 needs labels for positives).
         color_jitter: Deprecated alias of ``augment.jitter`` (used when that is unset and the
             preset has colour jitter; ignored with a notice otherwise).
-        num_workers: DataLoader worker processes (kept alive across epochs).
+        num_workers: DataLoader worker processes (kept alive across epochs), or ``"auto"``:
+            the CPU cores this process may use minus one, at most 8, and 0 on ≤ 2 cores or for
+            in-memory data (:func:`supcon.data.workers.resolve_num_workers`).
         channels: Input channels, 1 (grayscale: images are read as ``L`` and the backbone gets a
             1-channel stem through timm's ``in_chans``) or 3; ``null``: 1 for the digits, 3 for
             image files.
@@ -88,7 +90,7 @@ class DataConfig:
     image_size: int | None = None
     views: int = 2
     color_jitter: float | None = None
-    num_workers: int = 0
+    num_workers: int | Literal["auto"] = "auto"
     channels: int | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
@@ -515,7 +517,10 @@ def validate(config: Config) -> list[str]:
             "data.color_jitter must be ≥ 0",
         ),
         (0.0 < config.data.test_fraction < 1.0, "data.test_fraction must be in (0, 1)"),
-        (config.data.num_workers >= 0, "data.num_workers must be ≥ 0"),
+        (
+            config.data.num_workers == "auto" or config.data.num_workers >= 0,
+            "data.num_workers must be 'auto' or ≥ 0",
+        ),
         (config.model.embedding_dim >= 1, "model.embedding_dim must be ≥ 1"),
         (config.model.gem_p > 0, "model.gem_p must be > 0"),
         (config.loss.temperature > 0, "loss.temperature must be > 0"),

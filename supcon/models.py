@@ -63,11 +63,16 @@ def create_backbone(
         return backbone
     if not pretrained:
         return timm.create_model(name, pretrained=False, **kwargs)
+    from supcon.hub import hub_offline_mode, hub_unreachable
+
+    unreachable = hub_unreachable()  # ≤ 1.5 s; offline, only the local cache is tried
     try:
-        return timm.create_model(name, pretrained=True, **kwargs)
+        with hub_offline_mode(unreachable is not None):
+            return timm.create_model(name, pretrained=True, **kwargs)
     except (OSError, RuntimeError) as exc:  # hub errors are OSErrors; "no weights" RuntimeError
+        why = f"hub unreachable: {unreachable}" if unreachable else type(exc).__name__
         raise ValueError(
-            f"cannot get pretrained weights for {name!r} ({type(exc).__name__}). Offline? "
+            f"cannot get pretrained weights for {name!r} ({why}). Offline? "
             f"On a machine with a network run timm.create_model({name!r}, pretrained=True), "
             "save its state_dict with safetensors.torch.save_file and set model.weights=FILE; "
             "or set model.pretrained=false to start from random weights"

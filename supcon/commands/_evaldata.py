@@ -20,8 +20,22 @@ if TYPE_CHECKING:
     from supcon.runs import LoadedRun
 
 
+def num_workers_argument(text: str) -> int | str:
+    """``--num-workers`` value: ``auto`` or an integer ≥ 0."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer ≥ 0, got {text!r}")
+    return value
+
+
 def add_data_arguments(parser: argparse.ArgumentParser, default_split: str) -> None:
-    """``--data``, ``--split``, ``--batch-size``, ``--device``, ``--no-progress``."""
+    """``--data``, ``--split``, ``--batch-size``, ``--num-workers``, ``--device``,
+    ``--no-progress``."""
     parser.add_argument(
         "--data",
         metavar="DIR_OR_CSV",
@@ -35,6 +49,14 @@ def add_data_arguments(parser: argparse.ArgumentParser, default_split: str) -> N
         help=f"without --data: the run's held-out split or all its data (default {default_split})",
     )
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass")
+    parser.add_argument(
+        "--num-workers",
+        type=num_workers_argument,
+        default="auto",
+        metavar="N",
+        help="DataLoader worker processes, or auto: the cores available minus one, at most 8, "
+        "0 on ≤ 2 cores (default auto; the run's data.num_workers is not used)",
+    )
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu or cuda (default auto)"
     )
@@ -148,6 +170,7 @@ def embed_items(
 ) -> EmbeddingSet:
     """Embed ``items`` with the run's model and eval transform."""
     from supcon.data import EvalDataset
+    from supcon.data.workers import resolve_num_workers
     from supcon.evaluation.embed import EmbeddingSet, extract_embeddings
 
     emb, labels, ids = extract_embeddings(
@@ -155,7 +178,9 @@ def embed_items(
         EvalDataset(items, run.eval_transform),
         batch_size=args.batch_size or (run.config.eval.batch_size if run.config else 64),
         device=device,
-        num_workers=run.config.data.num_workers if run.config else 0,
+        num_workers=resolve_num_workers(
+            getattr(args, "num_workers", "auto"), in_memory=not hasattr(items, "paths")
+        ),
         progress=not args.no_progress,
     )
     paths = getattr(items, "paths", None)

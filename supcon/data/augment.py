@@ -187,7 +187,10 @@ def _preset_steps(
                 degrees=rotation,
                 translate=(translate, translate) if translate else None,
                 shear=shear or None,
-                interpolation=interpolation,
+                # Tensor warps support only nearest / bilinear (timm models often say bicubic).
+                interpolation=interpolation
+                if interpolation == InterpolationMode.NEAREST
+                else InterpolationMode.BILINEAR,
             )
         )
     if knobs["hflip"]:

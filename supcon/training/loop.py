@@ -34,6 +34,7 @@ from supcon.config import Config, config_to_dict, config_to_yaml, resolve_defaul
 from supcon.data import MultiViewDataset, build_transforms, input_channels, load_splits
 from supcon.data.build import describe_transforms
 from supcon.data.verify import screen_splits, write_skipped
+from supcon.data.workers import resolve_num_workers
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import (
@@ -229,6 +230,9 @@ def _train(
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
     steps_per_epoch = len(batches)
+    workers = resolve_num_workers(
+        config.data.num_workers, in_memory=not hasattr(train_split, "paths")
+    )
     per_rank = tc.batch_size // world
     micro = min(tc.micro_batch_size or per_rank, per_rank)
     views = config.data.views
@@ -383,7 +387,7 @@ def _train(
             ks=config.eval.ks,
             batch_size=config.eval.batch_size,
             device=device,
-            num_workers=config.data.num_workers,
+            num_workers=workers,
             autocast=amp(),
         )
         if metrics:
@@ -402,7 +406,6 @@ def _train(
     # One loader for the whole run: its workers live across epochs; the epoch travels with
     # each index, so per-sample augmentation seeds stay exact.
     epoch_batches = EpochBatches(batches)
-    workers = config.data.num_workers
     loader = DataLoader(
         dataset,
         batch_sampler=epoch_batches,

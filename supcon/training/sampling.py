@@ -54,7 +54,8 @@ class RandomBatchSampler:
         if num_items < batch_size:
             raise ValueError(
                 f"train.batch_size={batch_size} is larger than the training split "
-                f"({num_items} images); lower train.batch_size"
+                f"({num_items} images); lower train.batch_size to at most "
+                f"{num_items // num_replicas * num_replicas}"
             )
         self.num_items = num_items
         self.batch_size = batch_size

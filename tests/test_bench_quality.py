@@ -1,0 +1,102 @@
+"""The generated symbols task keeps its promises, and the symbols recipe trains on it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from supcon.config import load_config
+from supcon.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_quality  # noqa: E402
+import symbols  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("symbols")
+    return root, symbols.generate(root, train_classes=40, test_classes=20, per_class=2, seed=3)
+
+
+def test_promised_class_counts_disjoint_classes_and_images(generated) -> None:
+    root, classes = generated
+    assert bench_quality.FULL["train_classes"] >= 40 and bench_quality.FULL["test_classes"] >= 20
+    assert bench_quality.FULL["per_class"] >= 50
+    for split, count in (("train", 40), ("test", 20)):
+        folders = sorted(p.name for p in (root / split).iterdir())
+        assert folders == sorted(classes[split]) and len(folders) == count
+        for folder in folders:
+            files = sorted((root / split / folder).iterdir())
+            assert len(files) == 2
+            with Image.open(files[0]) as image:
+                assert image.mode == "L" and image.size == (32, 32)
+    assert not set(classes["train"]) & set(classes["test"])
+    with (root / "manifest.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 120 and {r["split"] for r in rows} == {"train", "test"}
+    assert {r["label"] for r in rows if r["split"] == "test"} == set(classes["test"])
+    assert all((root / r["path"]).is_file() for r in rows)
+
+
+def test_no_two_classes_share_a_shape() -> None:
+    glyphs = symbols.distinct_glyphs()
+    assert len(glyphs) >= 60  # room for 40 + 20 classes
+    renders = np.stack([symbols._normalised_render(g.char, g.fonts[0]) for g in glyphs])
+    similarity = renders @ renders.T
+    np.fill_diagonal(similarity, 0)
+    assert similarity.max() <= symbols.SIMILARITY_LIMIT
+    chars = {g.char for g in glyphs}
+    assert "O" in chars and "o" not in chars and "c" not in chars  # same shape at another size
+    assert all(len(g.fonts) >= symbols.MIN_FONTS for g in glyphs)
+
+
+def test_generation_is_deterministic(generated, tmp_path: Path) -> None:
+    root, classes = generated
+    again = symbols.generate(tmp_path, train_classes=40, test_classes=20, per_class=2, seed=3)
+    assert again == classes
+    name = classes["test"][0]
+    first = np.asarray(Image.open(root / "test" / name / "0001.png"))
+    assert np.array_equal(first, np.asarray(Image.open(tmp_path / "test" / name / "0001.png")))
+    other = symbols.generate(tmp_path / "b", train_classes=4, test_classes=2, per_class=1, seed=4)
+    assert other["train"] != classes["train"][:4]
+
+
+def test_symbols_recipe_trains_one_step(tmp_path: Path) -> None:
+    subset = tmp_path / "data"
+    symbols.generate(subset, train_classes=4, test_classes=2, per_class=4, seed=3)
+    config = load_config(
+        ROOT / "recipes" / "symbols.yaml",
+        [
+            f"data.root={subset}",
+            "model.backbone=test_resnet",
+            "train.epochs=1",
+            "train.batch_size=16",
+            "train.threads=1",
+            "train.tensorboard=false",
+        ],
+    )
+    metrics = train(config, tmp_path / "run", progress=False)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics
+    assert 0.0 <= metrics["recall@1"] <= 1.0
+    steps = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()[1:]
+    assert len(steps) == 1
+
+
+def test_geometric_preset_runs_with_a_bicubic_backbone() -> None:
+    """timm's resnet18 asks for bicubic resampling; tensor affine warps only do bilinear."""
+    import torch
+
+    from supcon.data import build_augmentation
+
+    augment = build_augmentation("geometric", 32, channels=1, interpolation="bicubic")
+    out = augment(Image.fromarray(np.full((40, 36), 200, np.uint8)))
+    assert tuple(out.shape) == (1, 32, 32) and torch.isfinite(out).all()
