@@ -1,0 +1,196 @@
+"""Mutation testing of supcon's core with mutmut 3, one module at a time against its fast tests.
+
+Not part of the default test run (it takes minutes to hours on a busy CPU). Usage::
+
+    pip install -e '.[mutation]'
+    nice -n 19 python benchmarks/mutation.py                     # every module below
+    nice -n 19 python benchmarks/mutation.py losses/tiled.py     # one module (or several)
+    python benchmarks/mutation.py --report                       # tables from earlier runs
+    python benchmarks/mutation.py --survivors losses/tiled.py    # survivors with their diffs
+
+For each module it builds a scratch project under ``.mutation/<module>/`` (git-ignored): a copy
+of ``supcon/`` and ``tests/`` plus a ``pyproject.toml`` whose ``[tool.mutmut]`` section mutates
+only that module and selects only its test files, then runs ``mutmut run`` there with one
+worker and one thread. mutmut maps each mutated function to the tests that execute it and runs
+only those per mutant. Results stay in the scratch copy, so a rerun resumes where it stopped.
+
+Mutants judged equivalent (no observable behaviour changes) are listed in :data:`EQUIVALENT`
+with the reason; the report counts them apart. Everything else that survives is a gap in the
+tests. The score is ``killed / (killed + survived - equivalent)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".mutation"
+
+#: Module (under ``supcon/``) -> the fast test files that guard it.
+MODULES: dict[str, list[str]] = {
+    "losses/tiled.py": ["tests/losses/test_tiled.py", "tests/losses/test_reference_gradients.py"],
+    "losses/sparse.py": [
+        "tests/losses/test_mined_pairs.py",
+        "tests/losses/test_reference_gradients.py",
+    ],
+    "evaluation/metrics.py": ["tests/evaluation/test_metrics.py"],
+    "evaluation/knn.py": ["tests/evaluation/test_knn.py"],
+    "losses/dense.py": ["tests/losses/test_supcon.py", "tests/losses/test_reference_gradients.py"],
+    "losses/structure.py": [
+        "tests/losses/test_supcon.py",
+        "tests/losses/test_reference_gradients.py",
+        "tests/losses/test_mined_pairs.py",
+    ],
+    "losses/hcl.py": ["tests/losses/test_hcl.py", "tests/losses/test_reference_gradients.py"],
+    "losses/swept.py": ["tests/losses/test_tiled.py", "tests/losses/test_mined_pairs.py"],
+    "losses/functional.py": [
+        "tests/losses/test_supcon.py",
+        "tests/losses/test_tiled.py",
+        "tests/losses/test_inputs.py",
+        "tests/losses/test_reference_gradients.py",
+    ],
+    "losses/inputs.py": ["tests/losses/test_inputs.py", "tests/losses/test_supcon.py"],
+    "losses/memory.py": ["tests/losses/test_memory.py"],
+    "losses/diagnostics.py": ["tests/losses/test_diagnostics.py"],
+    "losses/gather.py": ["tests/losses/test_distributed.py"],
+    "losses/supcon.py": ["tests/losses/test_supcon.py"],
+    "samplers/m_per_class.py": ["tests/test_samplers.py"],
+    "samplers/episodic.py": ["tests/test_samplers.py"],
+    "samplers/_common.py": ["tests/test_samplers.py"],
+    "miners.py": ["tests/test_miners.py"],
+    "training/state.py": ["tests/training/test_state.py", "tests/training/test_resume.py"],
+    "training/checkpoint.py": ["tests/training/test_state.py", "tests/training/test_resume.py"],
+    "training/gradcache.py": ["tests/training/test_gradcache.py"],
+}
+
+#: Mutant name -> why it is equivalent (reviewed by hand; see ``--survivors``).
+EQUIVALENT: dict[str, str] = {}
+
+_PYTEST_ARGS = ["-p", "no:nbmake", "-p", "no:cacheprovider", "-o", "addopts=", "-x", "-q"]
+
+
+def _slug(module: str) -> str:
+    return module.removesuffix(".py").replace("/", ".")
+
+
+def _pyproject(module: str) -> str:
+    base = (ROOT / "pyproject.toml").read_text()
+    base = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", base)
+    tests = ", ".join(json.dumps(t) for t in MODULES[module])
+    return (
+        base
+        + "\n[tool.mutmut]\n"
+        + 'source_paths = ["supcon"]\n'
+        + f'only_mutate = ["supcon/{module}"]\n'
+        + f"pytest_add_cli_args = {json.dumps(_PYTEST_ARGS)}\n"
+        + f"pytest_add_cli_args_test_selection = [{tests}]\n"
+        + "use_git_change_detection = false\n"
+    )
+
+
+def _prepare(module: str) -> Path:
+    work = WORK / _slug(module)
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("supcon", "tests"):
+        target = work / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(ROOT / name, target, ignore=shutil.ignore_patterns("__pycache__"))
+    (work / "pyproject.toml").write_text(_pyproject(module))
+    return work
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # mutmut puts its mutants/ copy first on sys.path itself
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    return env
+
+
+def run(module: str) -> int:
+    """Run mutmut on one module; returns mutmut's exit status."""
+    work = _prepare(module)
+    print(f"== {module}: mutmut run in {work}", flush=True)
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
+    return subprocess.call(cmd, cwd=work, env=_env())
+
+
+def results(module: str) -> dict[str, str] | None:
+    """``{mutant name: status}`` of the last run on ``module`` (None if never run)."""
+    meta = WORK / _slug(module) / "mutants" / "supcon" / (module + ".meta")
+    if not meta.exists():
+        return None
+    codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+    status = {1: "killed", 3: "killed", 0: "survived", 36: "timeout", 24: "timeout", -24: "timeout"}
+    status |= {152: "timeout", 255: "timeout", 33: "no tests", 5: "no tests", None: "not run"}
+    return {name: status.get(code, f"other({code})") for name, code in codes.items()}
+
+
+def report(modules: list[str]) -> str:
+    """A Markdown table: killed / survived / equivalent / score per module."""
+    lines = [
+        "| module | mutants | killed | survived | equivalent | no tests / not run | score |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for module in modules:
+        res = results(module)
+        if res is None:
+            lines.append(f"| `{module}` | not run | | | | | |")
+            continue
+        killed = sum(s in ("killed", "timeout") for s in res.values())
+        survivors = [n for n, s in res.items() if s == "survived"]
+        equivalent = sum(n in EQUIVALENT for n in survivors)
+        other = len(res) - killed - len(survivors)
+        real = killed + len(survivors) - equivalent
+        score = f"{100 * killed / real:.1f} %" if real else "-"
+        lines.append(
+            f"| `{module}` | {len(res)} | {killed} | {len(survivors) - equivalent} | "
+            f"{equivalent} | {other} | {score} |"
+        )
+    return "\n".join(lines)
+
+
+def survivors(module: str) -> None:
+    """Print each surviving mutant's diff (and the recorded reason if it is equivalent)."""
+    res = results(module) or {}
+    work = WORK / _slug(module)
+    for name, status in sorted(res.items()):
+        if status != "survived":
+            continue
+        print(f"## {name}" + (f"  [equivalent: {EQUIVALENT[name]}]" if name in EQUIVALENT else ""))
+        subprocess.call([sys.executable, "-m", "mutmut", "show", name], cwd=work, env=_env())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "modules", nargs="*", help=f"modules under supcon/ (default: all {len(MODULES)})"
+    )
+    parser.add_argument("--report", action="store_true", help="only print the results table")
+    parser.add_argument("--survivors", action="store_true", help="print surviving mutants")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        print(f"unknown module(s) {unknown}; choose from {sorted(MODULES)}", file=sys.stderr)
+        return 2
+    modules = args.modules or list(MODULES)
+    if args.survivors:
+        for module in modules:
+            survivors(module)
+        return 0
+    if not args.report:
+        for module in modules:
+            run(module)
+    print(report(modules))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
