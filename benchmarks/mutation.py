@@ -65,8 +65,8 @@ MODULES: dict[str, list[str]] = {
     "samplers/episodic.py": ["tests/test_samplers.py"],
     "samplers/_common.py": ["tests/test_samplers.py"],
     "miners.py": ["tests/test_miners.py"],
-    "training/state.py": ["tests/training/test_state.py", "tests/training/test_resume.py"],
-    "training/checkpoint.py": ["tests/training/test_state.py", "tests/training/test_resume.py"],
+    "training/state.py": ["tests/training/test_state.py"],
+    "training/checkpoint.py": ["tests/training/test_state.py"],
     "training/gradcache.py": ["tests/training/test_gradcache.py"],
 }
 
@@ -92,13 +92,14 @@ def _pyproject(module: str) -> str:
         + f"pytest_add_cli_args = {json.dumps(_PYTEST_ARGS)}\n"
         + f"pytest_add_cli_args_test_selection = [{tests}]\n"
         + "use_git_change_detection = false\n"
+        + 'also_copy = ["recipes"]\n'
     )
 
 
 def _prepare(module: str) -> Path:
     work = WORK / _slug(module)
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("supcon", "tests"):
+    for name in ("supcon", "tests", "recipes"):
         target = work / name
         if target.exists():
             shutil.rmtree(target)
@@ -119,7 +120,11 @@ def run(module: str) -> int:
     work = _prepare(module)
     print(f"== {module}: mutmut run in {work}", flush=True)
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
-    return subprocess.call(cmd, cwd=work, env=_env())
+    with open(work / "mutmut.log", "w") as log:
+        code = subprocess.call(cmd, cwd=work, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    if code:
+        print(f"   mutmut exited with {code}; see {work / 'mutmut.log'}", flush=True)
+    return code
 
 
 def results(module: str) -> dict[str, str] | None:
