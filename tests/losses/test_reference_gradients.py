@@ -216,12 +216,40 @@ def _reference(name: str) -> tuple[Case, float, int, np.ndarray]:
     return case, value, without, numerical_gradient(case.reference_loss, x)
 
 
+def _pair_counts(case: Case) -> tuple[int, int]:
+    """(negative pairs, trivial anchors) by counting the masks anchor by anchor."""
+    negatives, trivial = 0, 0
+    for i in range(case.num_anchors):
+        others = np.arange(case.pos.shape[1]) != i
+        num_pos = int((case.pos[i] & others).sum())
+        den = int(((case.keep[i] | case.pos[i]) & others).sum())
+        negatives += den - num_pos
+        trivial += int(num_pos > 0 and den <= 1)
+    return negatives, trivial
+
+
 def _to_batch_layout(flat: np.ndarray, embeddings: torch.Tensor) -> np.ndarray:
     """Rows of the flattened (view-major) batch back to ``embeddings``' shape."""
     if embeddings.ndim == 2:
         return flat
     b, v, d = embeddings.shape
     return flat.reshape(v, b, d).transpose(1, 0, 2)
+
+
+def test_a_two_row_batch_of_one_class_has_no_negative_pair_on_any_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each anchor's denominator is its single positive: trivial, no negatives, loss 0."""
+    import supcon.losses.functional as functional
+
+    monkeypatch.setattr(functional, "_warned_no_positives", True)  # already warned: silent
+    for tiled in (False, True):
+        emb = _rand(2, 4, seed=17).requires_grad_()
+        loss, stats = supcon_loss_with_stats(emb, torch.tensor([3, 3]), tiled=tiled)
+        loss.backward()
+        assert (stats.num_negative_pairs, stats.num_trivial_anchors) == (0, 2), tiled
+        assert stats.num_anchors_in_mean == 0 and loss.item() == 0.0
+        assert torch.all(emb.grad == 0)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -248,6 +276,7 @@ def test_every_path_matches_the_reference_value_and_gradient(name: str) -> None:
         loss.backward()
         assert stats.path == path
         assert stats.num_anchors_without_positives == without, path
+        assert (stats.num_negative_pairs, stats.num_trivial_anchors) == _pair_counts(case), path
         assert loss.item() == pytest.approx(expected, rel=1e-10, abs=1e-12), path
         np.testing.assert_allclose(emb.grad.numpy(), expected_grad, atol=2e-7, err_msg=path)
         if case.refs_get_grad:
