@@ -401,3 +401,17 @@ def test_m_per_class_fills_classes_smaller_than_m_with_their_own_samples() -> No
         share = counts[sorted(members[c])] / draws
         assert draws > 200
         assert np.all(np.abs(share - p) < 5 * np.sqrt(p * (1 - p) / draws)), (c, share)
+
+
+def test_m_per_class_filler_chunks_of_small_classes_draw_uniform_extras() -> None:
+    """The fresh chunks that complete a step follow the same with-replacement rule."""
+    sampler = MPerClassSampler(np.repeat(np.arange(4), 5), 4, 8, num_replicas=1, rank=0)
+    rng = np.random.default_rng(0)
+    members = np.array([11, 12, 13])
+    counts = np.zeros(14, dtype=np.int64)
+    for _ in range(3000):
+        chunk = sampler._fresh_chunk(members, rng)
+        assert len(chunk) == 4 and set(chunk.tolist()) == {11, 12, 13}
+        counts += np.bincount(chunk, minlength=14)
+    extra_share = (counts[members] - 3000) / 3000  # one extra per chunk
+    assert np.all(np.abs(extra_share - 1 / 3) < 5 * np.sqrt(2 / 9 / 3000)), extra_share
