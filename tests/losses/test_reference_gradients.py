@@ -84,6 +84,14 @@ def _labels() -> Case:
     return Case(_rand(16, 4, seed=1), {"labels": LABELS}, pos, keep, 16)
 
 
+def _lonely_first_block() -> Case:
+    # The first tile (block_size=3) holds only anchors without positives: it is skipped, and
+    # the tiles after it must still be computed.
+    labels = torch.tensor([10, 11, 12, 0, 0, 1, 1, 2, 2, 2, 13, 3, 3])
+    pos, keep = _label_masks(labels.numpy())
+    return Case(_rand(13, 4, seed=18), {"labels": labels}, pos, keep, 13, min_without_positive=4)
+
+
 def _views_labels() -> Case:
     # Views always give a positive; the singleton classes still shape every denominator.
     labels = LABELS[:7]
@@ -192,6 +200,7 @@ def _sparse_pairs() -> Case:
 
 CASES: dict[str, Callable[[], Case]] = {
     "labels": _labels,
+    "lonely-first-block": _lonely_first_block,
     "views+labels": _views_labels,
     "views-contrast-one": _views_contrast_one,
     "sample_ids": _sample_ids,
