@@ -5,6 +5,7 @@ Not part of the default test run (it takes minutes to hours on a busy CPU). Usag
     pip install -e '.[mutation]'
     nice -n 19 python benchmarks/mutation.py                     # every module below
     nice -n 19 python benchmarks/mutation.py losses/tiled.py     # one module (or several)
+    nice -n 19 python benchmarks/mutation.py --recheck           # survivors, fresh processes
     python benchmarks/mutation.py --report                       # tables from earlier runs
     python benchmarks/mutation.py --survivors losses/tiled.py    # survivors with their diffs
 
@@ -16,7 +17,8 @@ only those per mutant. Results stay in the scratch copy, so a rerun resumes wher
 
 Mutants judged equivalent (no observable behaviour changes) are listed in :data:`EQUIVALENT`
 with the reason; the report counts them apart. Everything else that survives is a gap in the
-tests. The score is ``killed / (killed + survived - equivalent)``.
+tests. The score is ``killed / (killed + survived - equivalent)``; ``--recheck`` verdicts
+replace mutmut's for the survivors it re-ran.
 """
 
 from __future__ import annotations
@@ -138,6 +140,46 @@ def results(module: str) -> dict[str, str] | None:
     return {name: status.get(code, f"other({code})") for name, code in codes.items()}
 
 
+def _recheck_path(module: str) -> Path:
+    return WORK / _slug(module) / "recheck.json"
+
+
+def recheck(module: str) -> dict[str, str]:
+    """Re-run each survivor in a fresh interpreter with the current tests; store the verdicts.
+
+    mutmut runs every mutant in a child forked from a process that already imported torch and
+    ran the suite; a fresh ``python -m pytest`` per survivor (the mutant picked by
+    ``MUTANT_UNDER_TEST``, as mutmut does) confirms the verdict and picks up tests added since
+    the run. ``{mutant: "killed" | "survived"}`` goes to ``.mutation/<module>/recheck.json``.
+    """
+    work = WORK / _slug(module)
+    res = results(module) or {}
+    mutants = work / "mutants"
+    shutil.rmtree(mutants / "tests", ignore_errors=True)
+    shutil.copytree(ROOT / "tests", mutants / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    path = _recheck_path(module)
+    verdicts = json.loads(path.read_text()) if path.exists() else {}
+    for name, status in sorted(res.items()):
+        if status != "survived" or name in verdicts:
+            continue
+        env = _env() | {"MUTANT_UNDER_TEST": name}
+        cmd = [sys.executable, "-m", "pytest", *_PYTEST_ARGS, *MODULES[module]]
+        code = subprocess.call(
+            cmd, cwd=mutants, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        verdicts[name] = "survived" if code == 0 else "killed"
+        print(f"   {name}: {verdicts[name]}", flush=True)
+        path.write_text(json.dumps(verdicts, indent=1, sort_keys=True))
+    return verdicts
+
+
+def _with_rechecks(module: str, res: dict[str, str]) -> dict[str, str]:
+    path = _recheck_path(module)
+    if not path.exists():
+        return res
+    return res | {k: v for k, v in json.loads(path.read_text()).items() if k in res}
+
+
 def report(modules: list[str]) -> str:
     """A Markdown table: killed / survived / equivalent / score per module."""
     lines = [
@@ -149,6 +191,7 @@ def report(modules: list[str]) -> str:
         if res is None:
             lines.append(f"| `{module}` | not run | | | | | |")
             continue
+        res = _with_rechecks(module, res)
         killed = sum(s in ("killed", "timeout") for s in res.values())
         survivors = [n for n, s in res.items() if s == "survived"]
         equivalent = sum(n in EQUIVALENT for n in survivors)
@@ -164,7 +207,7 @@ def report(modules: list[str]) -> str:
 
 def survivors(module: str) -> None:
     """Print each surviving mutant's diff (and the recorded reason if it is equivalent)."""
-    res = results(module) or {}
+    res = _with_rechecks(module, results(module) or {})
     work = WORK / _slug(module)
     for name, status in sorted(res.items()):
         if status != "survived":
@@ -180,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--report", action="store_true", help="only print the results table")
     parser.add_argument("--survivors", action="store_true", help="print surviving mutants")
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="re-run the survivors of earlier runs one by one in fresh processes",
+    )
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -190,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         for module in modules:
             survivors(module)
         return 0
-    if not args.report:
+    if args.recheck:
+        for module in modules:
+            if results(module) is not None:
+                recheck(module)
+    elif not args.report:
         for module in modules:
             run(module)
     print(report(modules))

@@ -180,6 +180,7 @@ def test_double_backward_needs_the_dense_path() -> None:
         (100_000, 4096, "cuda", (1 << 26) // 4096),  # 256 MiB on CUDA
         (100_000, 4096, "mps", (1 << 26) // 4096),  # other accelerators: CUDA's budget
         (5, 0, "cpu", 5),  # no candidates: no division by zero
+        (1, 10, "cpu", 1),  # a single anchor: a single row
     ],
 )
 def test_default_block_rows_follows_the_documented_budget(
@@ -187,4 +188,7 @@ def test_default_block_rows_follows_the_documented_budget(
 ) -> None:
     from supcon.losses.tiled import default_block_rows
 
-    assert default_block_rows(anchors, cols, device) == expected
+    rows = default_block_rows(anchors, cols, device)
+    assert rows == expected and isinstance(rows, int)
+    if device == "cpu":
+        assert default_block_rows(anchors, cols) == expected  # the CPU is the default
