@@ -255,3 +255,12 @@ def test_source_ids_with_k_past_a_shortened_list_count_no_padding_as_hits() -> N
     # Hand count for query 1 (label 0): its list holds items 8..11, two of them label 0, so
     # at most 2 of its first 8 slots are hits; the mean precision@8 stays below 0.5.
     assert got["precision@8"] < 0.5
+
+
+def test_per_class_keys_are_python_ints_so_the_result_is_json() -> None:
+    import json
+
+    emb, labels = clustered(60, 6, 3, 1.0, seed=12)
+    got = retrieval_metrics(emb, labels.astype(np.int64), per_class=True)
+    assert all(type(key) is int for key in got["per_class"])
+    assert json.loads(json.dumps(got))["per_class"].keys() == {"0", "1", "2"}
