@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +176,14 @@ def results(module: str) -> dict[str, str] | None:
     meta = WORK / _slug(module) / "mutants" / "supcon" / (module + ".meta")
     if not meta.exists():
         return None
-    codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+    for _ in range(10):  # mutmut rewrites the file while it runs
+        try:
+            codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+            break
+        except json.JSONDecodeError:
+            time.sleep(0.5)
+    else:
+        raise RuntimeError(f"cannot read {meta}; try again")
     status = {1: "killed", 3: "killed", 0: "survived", 36: "timeout", 24: "timeout", -24: "timeout"}
     status |= {152: "timeout", 255: "timeout", 33: "no tests", 5: "no tests", None: "not run"}
     return {name: status.get(code, f"other({code})") for name, code in codes.items()}
@@ -185,7 +193,7 @@ def _recheck_path(module: str) -> Path:
     return WORK / _slug(module) / "recheck.json"
 
 
-def recheck(module: str) -> dict[str, str]:
+def recheck(module: str, only: str | None = None, select: str | None = None) -> dict[str, str]:
     """Re-run each survivor in a fresh interpreter with the current tests; store the verdicts.
 
     mutmut runs every mutant in a child forked from a process that already imported torch and
@@ -208,11 +216,17 @@ def recheck(module: str) -> dict[str, str]:
     for name, status in sorted(res.items()):
         if status != "survived" or name in verdicts or name in EQUIVALENT:
             continue
+        if only is not None and only not in name:
+            continue
         env = _env() | {"MUTANT_UNDER_TEST": name}
         cmd = [sys.executable, "-m", "pytest", *_PYTEST_ARGS, *MODULES[module]]
+        if select:  # only the tests aimed at these mutants (a kill counts; a pass is re-run)
+            cmd += ["-k", select]
         code = subprocess.call(
             cmd, cwd=mutants, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
+        if code == 0 and select:
+            continue  # survived a narrow selection: no verdict yet
         verdicts[name] = "survived" if code == 0 else "killed"
         print(f"   {name}: {verdicts[name]}", flush=True)
         path.write_text(json.dumps(verdicts, indent=1, sort_keys=True))
@@ -274,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="re-run the survivors of earlier runs one by one in fresh processes",
     )
+    parser.add_argument("--only", help="with --recheck: mutants whose name contains this")
+    parser.add_argument("--select", help="with --recheck: a pytest -k expression")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -287,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.recheck:
         for module in modules:
             if results(module) is not None:
-                recheck(module)
+                recheck(module, args.only, args.select)
     elif not args.report:
         for module in modules:
             run(module)

@@ -153,6 +153,19 @@ def _hcl() -> Case:
     return Case(_rand(16, 4, seed=12), kwargs, pos, keep, 16, beta=0.7)
 
 
+def _hcl_beta_one() -> Case:
+    pos, keep = _label_masks(LABELS.numpy())
+    kwargs = {"labels": LABELS, "hcl_beta": 1.0}
+    return Case(_rand(16, 4, seed=19), kwargs, pos, keep, 16, beta=1.0)
+
+
+def _hcl_mined_pairs() -> Case:
+    indices = _pairs(16, seed=20, num_pos=20, num_neg=40)
+    pos, keep = pair_masks_from_indices(tuple(t.numpy() for t in indices), 16)
+    kwargs = {"indices_tuple": indices, "hcl_beta": 0.6}
+    return Case(_rand(16, 4, seed=20), kwargs, pos, keep, 16, beta=0.6, min_without_positive=2)
+
+
 def _pairs(n: int, seed: int, num_pos: int, num_neg: int) -> tuple[torch.Tensor, ...]:
     """Random mined pairs over ``n`` rows plus hand-made anchors of every kind.
 
@@ -209,6 +222,8 @@ CASES: dict[str, Callable[[], Case]] = {
     "refs-with-grad": _refs_with_grad,
     "memory": _memory,
     "hcl": _hcl,
+    "hcl-beta-1": _hcl_beta_one,
+    "hcl-mined-pairs": _hcl_mined_pairs,
     "mined-pairs": _mined_pairs,
     "mined-triplets": _mined_triplets,
     "sparse-pairs": _sparse_pairs,
