@@ -95,7 +95,23 @@ EQUIVALENT: dict[str, str] = {
         "inv_pos = 1 for uncounted (singleton) anchors: their own-term +z_i and key-sum term "
         "-z_i cancel, and their positive dot product is 0"
     ),
-    "supcon.losses.tiled.x__sweep_keys__mutmut_125": 'float("-INF") is float("-inf")',
+    **{
+        f"supcon.losses.tiled.x__sweep_{kind}__mutmut_{n}": 'float("-INF") is float("-inf")'
+        for kind, n in (("keys", 125), ("masked", 106), ("masked", 115))
+    },
+    "supcon.losses.tiled.x__sweep_masked__mutmut_94": _RESIZE,
+    **{
+        f"supcon.losses.tiled.x__sweep_masked__mutmut_{n}": (
+            "drops a cast whose result is cast to the input dtype later anyway"
+        )
+        for n in (168, 216)
+    },
+    **{
+        f"supcon.losses.tiled.x__sweep_masked__mutmut_{n}": (
+            "the zero-anchor branch is unreachable: empty batches are rejected before any path"
+        )
+        for n in range(206, 216)
+    },
     **{
         f"supcon.losses.tiled.x__sweep_keys__mutmut_{n}": (
             "drops a cast whose float64 result is cast to the input dtype later anyway"
