@@ -88,6 +88,16 @@ EQUIVALENT: dict[str, str] = {
     **{f"supcon.losses.tiled.x__sweep_masked__mutmut_{n}": _PERF for n in (10, 21, 22, 23)},
     **{f"supcon.losses.tiled.x__sweep_keys__mutmut_{n}": _RESIZE for n in (86, 87, 113)},
     **{f"supcon.losses.tiled.x__sweep_masked__mutmut_{n}": _RESIZE for n in (29, 30)},
+    **{
+        f"supcon.losses.tiled.x__sweep_keys__mutmut_{n}": (
+            "changes row i's gradient only along z_i, which the L2 normalisation's backward "
+            "projects out"
+        )
+        for n in (185, 187)
+    },
+    "supcon.losses.sparse.xǁSparsePairsǁfrom_structure__mutmut_1": (
+        "assert and -> or: pos_pairs and neg_pairs are always set together"
+    ),
     "supcon.losses.tiled.x__sweep_keys__mutmut_21": (
         "bincount without minlength: every compacted key occurs, so the length is K anyway"
     ),
