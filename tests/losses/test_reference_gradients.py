@@ -312,3 +312,28 @@ def test_the_numerical_gradient_is_accurate() -> None:
     x = _rand(3, 4, seed=16).numpy()
     got = numerical_gradient(lambda v: float(np.sum(v**3)), x)
     np.testing.assert_allclose(got, 3 * x**2, atol=1e-8)
+
+
+@pytest.mark.parametrize("num_pos", [0, 1])
+def test_sparse_path_with_no_or_one_positive_pair(num_pos: int, monkeypatch) -> None:
+    """Edge cases of the sparse pair table: no positive pair at all, or exactly one."""
+    import supcon.losses.functional as functional
+
+    monkeypatch.setattr(functional, "_warned_no_positives", True)  # already warned: silent
+    gen = torch.Generator().manual_seed(21)
+    a2, neg = torch.randint(0, 40, (50,), generator=gen), torch.randint(0, 40, (50,), generator=gen)
+    a1, p = torch.tensor([3, 0][:num_pos]), torch.tensor([7, 0][:num_pos])
+    a2, neg = torch.cat([a2, torch.tensor([3])]), torch.cat([neg, torch.tensor([9])])
+    emb = _rand(40, 3, seed=21).requires_grad_()
+    loss, stats = supcon_loss_with_stats(emb, indices_tuple=(a1, p, a2, neg), temperature=TAU)
+    loss.backward()
+    pos, keep = pair_masks_from_indices((a1.numpy(), p.numpy(), a2.numpy(), neg.numpy()), 40)
+    expected, without = reference_supcon(emb.detach().numpy(), pos, keep, TAU)
+    assert stats.path == "sparse"
+    assert stats.num_anchors_without_positives == without == 40 - num_pos
+    assert loss.item() == pytest.approx(expected, rel=1e-10, abs=1e-12)
+    assert (expected > 0) == (num_pos == 1)
+    expected_grad = numerical_gradient(
+        lambda x: reference_supcon(x, pos, keep, TAU)[0], emb.detach().numpy()
+    )
+    np.testing.assert_allclose(emb.grad.numpy(), expected_grad, atol=2e-7)
