@@ -95,6 +95,15 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (185, 187)
     },
+    **{
+        f"supcon.losses.sparse.x__csr__mutmut_{n}": (
+            "check_invariants only validates (the sorted unique pairs satisfy CSR's invariants)"
+        )
+        for n in (14, 19, 20)
+    },
+    "supcon.losses.sparse.x__csr__mutmut_4": (
+        "ignores every warning of a block that raises only PyTorch's CSR beta warning"
+    ),
     "supcon.losses.sparse.xǁSparsePairsǁfrom_structure__mutmut_1": (
         "assert and -> or: pos_pairs and neg_pairs are always set together"
     ),

@@ -337,3 +337,12 @@ def test_sparse_path_with_no_or_one_positive_pair(num_pos: int, monkeypatch) -> 
         lambda x: reference_supcon(x, pos, keep, TAU)[0], emb.detach().numpy()
     )
     np.testing.assert_allclose(emb.grad.numpy(), expected_grad, atol=2e-7)
+
+
+def test_double_backward_on_the_sparse_path_names_it() -> None:
+    indices = _pairs(40, seed=15, num_pos=30, num_neg=55)
+    emb = _rand(40, 3, seed=15).requires_grad_()
+    loss, stats = supcon_loss_with_stats(emb, indices_tuple=indices)
+    assert stats.path == "sparse"
+    with pytest.raises(RuntimeError, match=r"the sparse loss is differentiable once; .*tiled="):
+        torch.autograd.grad(loss, emb, create_graph=True)
