@@ -43,6 +43,8 @@ def build_model(
         in_chans=in_chans,
         weights=weights,
         pool=config.pool,
+        drop_rate=config.drop_rate,
+        drop_path_rate=config.drop_path_rate,
     )
     pool = GeM(config.gem_p) if config.pool == "gem" else None
     return EmbeddingModel(

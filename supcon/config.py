@@ -120,6 +120,10 @@ class ModelConfig:
         embedding: Which output is the retrieval embedding: ``"head"`` (the projection the loss
             sees) or ``"backbone"`` (the pooled features before the head, as in SimCLR's
             linear evaluation). Both are L2-normalised; the loss always uses the head.
+        drop_rate: Dropout before the backbone's (removed) classifier, passed to timm as
+            ``drop_rate`` (0: off). Applies to the pooled features.
+        drop_path_rate: Stochastic depth rate passed to timm as ``drop_path_rate`` (0: off;
+            for backbones that support it: ResNets, ViTs, ConvNeXts, ...).
     """
 
     backbone: str = "test_resnet"
@@ -130,6 +134,8 @@ class ModelConfig:
     embedding_dim: int = 64
     head: Literal["mlp", "linear", "none"] = "mlp"
     embedding: Literal["head", "backbone"] = "head"
+    drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -495,6 +501,18 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "recipe") -> Config:
     return config
 
 
+def _validate_dropout(config: Config) -> list[str]:
+    """``model.drop_rate`` / ``model.drop_path_rate`` are probabilities in [0, 1)."""
+    return [
+        f"model.{name} must be in [0, 1), got {value}"
+        for name, value in (
+            ("drop_rate", config.model.drop_rate),
+            ("drop_path_rate", config.model.drop_path_rate),
+        )
+        if not 0.0 <= value < 1.0
+    ]
+
+
 def validate(config: Config) -> list[str]:
     """Range checks that types alone cannot express; returns the list of problems."""
     problems = []
@@ -597,6 +615,7 @@ def validate(config: Config) -> list[str]:
     problems.extend(_validate_data_files(config))
     problems.extend(_validate_training(config))
     problems.extend(_validate_loggers(config))
+    problems.extend(_validate_dropout(config))
     return problems
 
 

@@ -28,6 +28,8 @@ def create_backbone(
     in_chans: int = 3,
     weights: str | Path | None = None,
     pool: str = "default",
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
 ) -> nn.Module:
     """Create a timm model without its classifier (``num_classes=0``).
 
@@ -40,6 +42,8 @@ def create_backbone(
         pool: ``"default"`` (the model's own global pooling), a timm pool type (``"avg"``,
             ``"max"``, ``"avgmax"``, ``"catavgmax"``, ``"token"``), or ``"gem"``: no pooling
             here, so the backbone returns ``(B, C, H, W)`` feature maps for :class:`GeM`.
+        drop_rate: timm's ``drop_rate`` (dropout of the pooled features); passed only if > 0.
+        drop_path_rate: timm's ``drop_path_rate`` (stochastic depth); passed only if > 0.
 
     Returns:
         The backbone; its output width is :func:`feature_dim`.
@@ -57,6 +61,10 @@ def create_backbone(
         kwargs["global_pool"] = ""
     elif pool != "default":
         kwargs["global_pool"] = pool
+    if drop_rate > 0:
+        kwargs["drop_rate"] = drop_rate
+    if drop_path_rate > 0:
+        kwargs["drop_path_rate"] = drop_path_rate
     if weights is not None:
         backbone = timm.create_model(name, pretrained=False, **kwargs)
         load_backbone_weights(backbone, weights, in_chans)

@@ -19,7 +19,7 @@ from pytorch_metric_learning import miners as pml_miners
 from supcon import SupConLoss
 from supcon.miners import MINERS as MINERS_BY_NAME
 from supcon.miners import TopKNegativeMiner, build_miner, flatten_views
-from tests.reference import reference_supcon
+from tests.reference import pair_masks_from_indices, reference_supcon
 
 
 def _batch(n: int, dim: int, classes: int, seed: int, dtype=torch.float64):
@@ -290,10 +290,17 @@ def test_build_miner_by_name() -> None:
     sorted(MINERS_BY_NAME),
 )
 def test_every_registered_miner_feeds_the_loss(name: str) -> None:
-    emb, labels = _batch(32, 8, 4, seed=11, dtype=torch.float32)
+    """The loss on each miner's pairs equals the float64 reference restricted to those pairs."""
+    emb, labels = _batch(32, 8, 4, seed=11, dtype=torch.float64)
     miner = build_miner(name, **({"k": 4} if name == "topk" else {}))
-    loss = SupConLoss()(emb, labels, indices_tuple=miner(emb, labels))
-    assert torch.isfinite(loss)
+    indices = miner(emb, labels)
+    pos, keep = pair_masks_from_indices(tuple(t.numpy() for t in indices), len(emb))
+    expected, without = reference_supcon(emb.numpy(), pos, keep, 0.1)
+    loss_fn = SupConLoss()
+    loss = loss_fn(emb, labels, indices_tuple=indices)
+    assert expected > 0.0  # the miner found something to contrast
+    assert loss.item() == pytest.approx(expected, rel=1e-10)
+    assert loss_fn.last_stats.num_anchors_without_positives == without
 
 
 @pytest.mark.parametrize(

@@ -113,3 +113,18 @@ def test_offline_pretrained_without_a_file_says_how_to_provide_weights(
 def test_feature_dim_follows_timm() -> None:
     assert feature_dim(timm.create_model("test_resnet", num_classes=0)) == 96
     assert feature_dim(timm.create_model("test_vit", num_classes=0)) == 64
+
+
+def test_model_drop_rates_reach_timm_and_are_checked() -> None:
+    from supcon.config import ConfigError, config_from_dict
+
+    config = config_from_dict({"model": {"drop_rate": 0.3, "drop_path_rate": 0.2}})
+    model = build_model(config.model, 3)
+    assert model.backbone.drop_rate == 0.3
+    rates = [m.drop_prob for m in model.backbone.modules() if type(m).__name__ == "DropPath"]
+    assert rates and max(rates) == pytest.approx(0.2)  # timm's linear ramp ends at the rate
+    plain = build_model(config_from_dict({}).model, 3)
+    assert plain.backbone.drop_rate == 0.0
+    assert not any(type(m).__name__ == "DropPath" for m in plain.backbone.modules())
+    with pytest.raises(ConfigError, match=r"model.drop_path_rate must be in \[0, 1\), got 1.5"):
+        config_from_dict({"model": {"drop_path_rate": 1.5}})

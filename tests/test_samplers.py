@@ -366,3 +366,52 @@ def test_sampler_takes_replicas_and_rank_from_the_process_group() -> None:
     labels = np.array(LABELS)
     for b0, b1 in zip(got[0]["batches"], got[1]["batches"], strict=True):
         assert not set(labels[b0]) & set(labels[b1])
+
+
+def test_m_per_class_fills_classes_smaller_than_m_with_their_own_samples() -> None:
+    """Classes of 1, 2 and 3 items with m = 4: each batch slot of such a class holds all its
+    items plus m - n_c more of its own, drawn uniformly with replacement; no other class ever
+    repeats an index, and every item appears in every epoch."""
+    sizes = {0: 1, 1: 2, 2: 3, 3: 4, 4: 7, 5: 9}
+    labels = np.concatenate([np.full(n, c) for c, n in sizes.items()])
+    members = {c: set(np.flatnonzero(labels == c).tolist()) for c in sizes}
+    sampler = MPerClassSampler(labels, 4, 8, num_replicas=1, rank=0, seed=3)
+    extras = {c: np.zeros(len(labels), dtype=np.int64) for c in (1, 2)}
+    for epoch in range(200):
+        sampler.set_epoch(epoch)
+        seen = set()
+        for batch in sampler:
+            assert len(batch) == 8
+            seen.update(batch)
+            for c in {int(labels[i]) for i in batch}:
+                rows = [i for i in batch if labels[i] == c]
+                assert len(rows) == 4, (epoch, c)
+                if sizes[c] < 4:
+                    assert set(rows) == members[c]  # all of them, nothing from elsewhere
+                    if c in extras:
+                        counts = np.bincount(rows, minlength=len(labels))
+                        extras[c] += counts - 1 * np.isin(np.arange(len(labels)), rows)
+                else:
+                    assert len(set(rows)) == 4  # no duplicate outside the small classes
+        assert seen == set(range(len(labels)))
+    # The m - n_c extra draws are uniform over the class (margin: 5 binomial standard
+    # deviations of each item's share).
+    for c, counts in extras.items():
+        draws, p = counts.sum(), 1 / sizes[c]
+        share = counts[sorted(members[c])] / draws
+        assert draws > 200
+        assert np.all(np.abs(share - p) < 5 * np.sqrt(p * (1 - p) / draws)), (c, share)
+
+
+def test_m_per_class_filler_chunks_of_small_classes_draw_uniform_extras() -> None:
+    """The fresh chunks that complete a step follow the same with-replacement rule."""
+    sampler = MPerClassSampler(np.repeat(np.arange(4), 5), 4, 8, num_replicas=1, rank=0)
+    rng = np.random.default_rng(0)
+    members = np.array([11, 12, 13])
+    counts = np.zeros(14, dtype=np.int64)
+    for _ in range(3000):
+        chunk = sampler._fresh_chunk(members, rng)
+        assert len(chunk) == 4 and set(chunk.tolist()) == {11, 12, 13}
+        counts += np.bincount(chunk, minlength=14)
+    extra_share = (counts[members] - 3000) / 3000  # one extra per chunk
+    assert np.all(np.abs(extra_share - 1 / 3) < 5 * np.sqrt(2 / 9 / 3000)), extra_share

@@ -79,3 +79,43 @@ def brute_force(
             table[label]["num_queries"] = len(rows)
         out["per_class"] = table
     return out
+
+
+def reference_nmi_ami(labels, assign) -> tuple[float, float]:
+    """NMI and AMI (arithmetic-mean normalisation, natural log) from the contingency table.
+
+    AMI = (MI − E[MI]) / (mean(H(U), H(V)) − E[MI]) with E[MI] under the hypergeometric model of
+    Vinh, Epps & Bailey (2010), summed term by term with log-factorials.
+    """
+    from math import exp, lgamma, log
+
+    labels, assign = np.asarray(labels), np.asarray(assign)
+    n = len(labels)
+    us, vs = np.unique(labels), np.unique(assign)
+    table = np.array([[np.sum((labels == u) & (assign == v)) for v in vs] for u in us])
+    a, b = table.sum(axis=1), table.sum(axis=0)
+
+    def entropy(counts):
+        return -sum(c / n * log(c / n) for c in counts if c)
+
+    mi = sum(
+        table[i, j] / n * log(n * table[i, j] / (a[i] * b[j]))
+        for i in range(len(us))
+        for j in range(len(vs))
+        if table[i, j]
+    )
+
+    def lf(k):
+        return lgamma(k + 1)
+
+    emi = 0.0
+    for ai in a:
+        for bj in b:
+            for nij in range(max(1, ai + bj - n), min(ai, bj) + 1):
+                log_p = (
+                    lf(ai) + lf(bj) + lf(n - ai) + lf(n - bj)
+                    - lf(n) - lf(nij) - lf(ai - nij) - lf(bj - nij) - lf(n - ai - bj + nij)
+                )  # fmt: skip
+                emi += nij / n * log(n * nij / (ai * bj)) * exp(log_p)
+    mean_h = (entropy(a) + entropy(b)) / 2
+    return mi / mean_h, (mi - emi) / (mean_h - emi)

@@ -237,3 +237,30 @@ def test_large_classes_with_small_chunks_match_brute_force(monkeypatch: pytest.M
     monkeypatch.setattr(knn, "SYMMETRIC_BUDGET_BYTES", 0)
     monkeypatch.setattr(metrics, "CHUNK_ELEMENTS", 400)  # 2 rows per chunk
     assert_close(retrieval_metrics(emb, labels, **EXTRA), brute_force(emb, labels, **EXTRA))
+
+
+def test_source_ids_with_k_past_a_shortened_list_count_no_padding_as_hits() -> None:
+    """Queries of a big source keep 4 candidates; k = 8 and 10 reach past them.
+
+    The knn lists are padded with -1 there; a padding slot must never count as a hit, even
+    though gallery row 0 (what -1 would index) shares those queries' label.
+    """
+    emb, _ = clustered(12, 6, 3, 1.0, seed=11)
+    labels = np.array([0, 0, 0, 1, 1, 1, 0, 1, 0, 1, 0, 1])
+    sources = np.array([0] * 8 + [1, 2, 3, 4])  # queries 0..7 only see items 8..11
+    kwargs = {"ks": (1, 8), "precision_ks": (1, 8), "map_ks": (8, 10)}
+    got = retrieval_metrics(emb, labels, source_ids=sources, **kwargs)
+    expected = brute_force(emb, labels, q_sources=sources, **kwargs)
+    assert_close(got, expected)
+    # Hand count for query 1 (label 0): its list holds items 8..11, two of them label 0, so
+    # at most 2 of its first 8 slots are hits; the mean precision@8 stays below 0.5.
+    assert got["precision@8"] < 0.5
+
+
+def test_per_class_keys_are_python_ints_so_the_result_is_json() -> None:
+    import json
+
+    emb, labels = clustered(60, 6, 3, 1.0, seed=12)
+    got = retrieval_metrics(emb, labels.astype(np.int64), per_class=True)
+    assert all(type(key) is int for key in got["per_class"])
+    assert json.loads(json.dumps(got))["per_class"].keys() == {"0", "1", "2"}

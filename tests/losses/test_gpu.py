@@ -55,6 +55,16 @@ def test_cuda_half_precision_and_memory_queue() -> None:
         labels = torch.randint(0, 16, (128,), device="cuda")
         loss = supcon_loss(emb, labels, tiled=True, **memory.as_refs())
         loss.backward()
-        assert torch.isfinite(loss) and torch.isfinite(emb.grad).all()
+        # Against float32 on the CPU with the same (rounded) inputs and queue.
+        ref = emb.detach().float().cpu().requires_grad_()
+        refs = {k: v.cpu() for k, v in memory.as_refs().items()}
+        ref_loss = supcon_loss(ref, labels.cpu(), tiled=False, **refs)
+        ref_loss.backward()
+        eps = torch.finfo(torch.bfloat16).eps
+        assert loss.float().item() == pytest.approx(ref_loss.item(), rel=2 * eps)
+        scale = ref.grad.abs().max().item()
+        torch.testing.assert_close(
+            emb.grad.float().cpu(), ref.grad, rtol=4 * eps, atol=4 * eps * scale
+        )
         memory.enqueue(emb, labels)
     assert len(memory) == 256

@@ -167,5 +167,28 @@ def test_double_backward_needs_the_dense_path() -> None:
     (grad,) = torch.autograd.grad(supcon_loss(emb, labels, tiled=False), emb, create_graph=True)
     grad.sum().backward()  # works on the dense path
     assert emb.grad is not None
-    with pytest.raises(RuntimeError, match="tiled=False"):
+    with pytest.raises(RuntimeError, match=r"the tiled loss is differentiable once; .*tiled=False"):
         torch.autograd.grad(supcon_loss(emb, labels, tiled=True), emb, create_graph=True)
+
+
+@pytest.mark.parametrize(
+    ("anchors", "cols", "device", "expected"),
+    [
+        (10_000, 4096, "cpu", (1 << 22) // 4096),  # 16 MiB of float32 per tile on CPU
+        (10_000, 100_000, "cpu", 128),  # never thinner than MIN_BLOCK_ROWS
+        (50, 4096, "cpu", 50),  # never more rows than anchors
+        (100_000, 4096, "cuda", (1 << 26) // 4096),  # 256 MiB on CUDA
+        (100_000, 4096, "mps", (1 << 26) // 4096),  # other accelerators: CUDA's budget
+        (5, 0, "cpu", 5),  # no candidates: no division by zero
+        (1, 10, "cpu", 1),  # a single anchor: a single row
+    ],
+)
+def test_default_block_rows_follows_the_documented_budget(
+    anchors: int, cols: int, device: str, expected: int
+) -> None:
+    from supcon.losses.tiled import default_block_rows
+
+    rows = default_block_rows(anchors, cols, device)
+    assert rows == expected and isinstance(rows, int)
+    if device == "cpu":
+        assert default_block_rows(anchors, cols) == expected  # the CPU is the default

@@ -1,0 +1,350 @@
+"""Mutation testing of supcon's core with mutmut 3, one module at a time against its fast tests.
+
+Not part of the default test run (it takes minutes to hours on a busy CPU). Usage::
+
+    pip install -e '.[mutation]'
+    nice -n 19 python benchmarks/mutation.py                     # every module below
+    nice -n 19 python benchmarks/mutation.py losses/tiled.py     # one module (or several)
+    nice -n 19 python benchmarks/mutation.py --recheck           # survivors, fresh processes
+    python benchmarks/mutation.py --report                       # tables from earlier runs
+    python benchmarks/mutation.py --survivors losses/tiled.py    # survivors with their diffs
+
+For each module it builds a scratch project under ``.mutation/<module>/`` (git-ignored): a copy
+of ``supcon/`` and ``tests/`` plus a ``pyproject.toml`` whose ``[tool.mutmut]`` section mutates
+only that module and selects only its test files, then runs ``mutmut run`` there with one
+worker and one thread. mutmut maps each mutated function to the tests that execute it and runs
+only those per mutant. Results stay in the scratch copy, so a rerun resumes where it stopped.
+
+Mutants judged equivalent (no observable behaviour changes) are listed in :data:`EQUIVALENT`
+with the reason; the report counts them apart. Everything else that survives is a gap in the
+tests. The score is ``killed / (killed + survived - equivalent)``; ``--recheck`` verdicts
+replace mutmut's for the survivors it re-ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".mutation"
+
+#: Module (under ``supcon/``) -> the fast test files that guard it.
+MODULES: dict[str, list[str]] = {
+    "losses/tiled.py": ["tests/losses/test_tiled.py", "tests/losses/test_reference_gradients.py"],
+    "losses/sparse.py": [
+        "tests/losses/test_mined_pairs.py",
+        "tests/losses/test_reference_gradients.py",
+    ],
+    "evaluation/metrics.py": ["tests/evaluation/test_metrics.py"],
+    "evaluation/knn.py": ["tests/evaluation/test_knn.py"],
+    "losses/dense.py": ["tests/losses/test_supcon.py", "tests/losses/test_reference_gradients.py"],
+    "losses/structure.py": [
+        "tests/losses/test_supcon.py",
+        "tests/losses/test_reference_gradients.py",
+        "tests/losses/test_mined_pairs.py",
+    ],
+    "losses/hcl.py": ["tests/losses/test_hcl.py", "tests/losses/test_reference_gradients.py"],
+    "losses/swept.py": ["tests/losses/test_tiled.py", "tests/losses/test_mined_pairs.py"],
+    "losses/functional.py": [
+        "tests/losses/test_supcon.py",
+        "tests/losses/test_tiled.py",
+        "tests/losses/test_inputs.py",
+        "tests/losses/test_reference_gradients.py",
+    ],
+    "losses/inputs.py": ["tests/losses/test_inputs.py", "tests/losses/test_supcon.py"],
+    "losses/memory.py": ["tests/losses/test_memory.py"],
+    "losses/diagnostics.py": ["tests/losses/test_diagnostics.py"],
+    "losses/gather.py": ["tests/losses/test_distributed.py"],
+    "losses/supcon.py": ["tests/losses/test_supcon.py"],
+    "samplers/m_per_class.py": ["tests/test_samplers.py"],
+    "samplers/episodic.py": ["tests/test_samplers.py"],
+    "samplers/_common.py": ["tests/test_samplers.py"],
+    "miners.py": ["tests/test_miners.py"],
+    "training/state.py": ["tests/training/test_state.py"],
+    "training/checkpoint.py": ["tests/training/test_state.py"],
+    "training/gradcache.py": ["tests/training/test_gradcache.py"],
+}
+
+_CPU = "device=None/omitted only differs on CUDA (tests/losses/test_gpu.py, GPU machines)"
+_PERF = "performance only: the same values, more work"
+_RESIZE = "torch.mm(out=...) resizes the wrong-shaped buffer: same values"
+
+#: Mutant name -> why it is equivalent (reviewed by hand; see ``--survivors``). Names are
+#: mutmut's and stay valid while the module's source is unchanged.
+EQUIVALENT: dict[str, str] = {
+    **{f"supcon.losses.tiled.x__sweep_keys__mutmut_{n}": _CPU for n in (50, 53, 67, 70, 85, 89)},
+    **{f"supcon.losses.tiled.x__sweep_masked__mutmut_{n}": _CPU for n in (15, 18, 28, 32)},
+    **{f"supcon.losses.tiled.x__key_sums__mutmut_{n}": _CPU for n in (5, 9)},
+    # on_cpu flipped / never true: only the skip of tiles without counted anchors changes.
+    **{f"supcon.losses.tiled.x__sweep_keys__mutmut_{n}": _PERF for n in (73, 78, 79, 80, 154)},
+    **{f"supcon.losses.tiled.x__sweep_masked__mutmut_{n}": _PERF for n in (10, 21, 22, 23)},
+    **{f"supcon.losses.tiled.x__sweep_keys__mutmut_{n}": _RESIZE for n in (86, 87, 113)},
+    **{f"supcon.losses.tiled.x__sweep_masked__mutmut_{n}": _RESIZE for n in (29, 30)},
+    **{
+        f"supcon.losses.tiled.x__sweep_keys__mutmut_{n}": (
+            "changes row i's gradient only along z_i, which the L2 normalisation's backward "
+            "projects out"
+        )
+        for n in (185, 187)
+    },
+    **{
+        f"supcon.losses.sparse.x__csr__mutmut_{n}": (
+            "check_invariants only validates (the sorted unique pairs satisfy CSR's invariants)"
+        )
+        for n in (14, 19, 20)
+    },
+    "supcon.losses.sparse.x__csr__mutmut_4": (
+        "ignores every warning of a block that raises only PyTorch's CSR beta warning"
+    ),
+    "supcon.losses.sparse.xǁSparsePairsǁfrom_structure__mutmut_1": (
+        "assert and -> or: pos_pairs and neg_pairs are always set together"
+    ),
+    "supcon.losses.tiled.x__sweep_keys__mutmut_21": (
+        "bincount without minlength: every compacted key occurs, so the length is K anyway"
+    ),
+    "supcon.losses.tiled.x__sweep_keys__mutmut_46": (
+        "inv_pos = 1 for uncounted (singleton) anchors: their own-term +z_i and key-sum term "
+        "-z_i cancel, and their positive dot product is 0"
+    ),
+    **{
+        f"supcon.losses.tiled.x__sweep_{kind}__mutmut_{n}": 'float("-INF") is float("-inf")'
+        for kind, n in (("keys", 125), ("masked", 106), ("masked", 115))
+    },
+    "supcon.losses.tiled.x__sweep_masked__mutmut_94": _RESIZE,
+    **{
+        f"supcon.losses.tiled.x__sweep_masked__mutmut_{n}": (
+            "drops a cast whose result is cast to the input dtype later anyway"
+        )
+        for n in (168, 216)
+    },
+    **{
+        f"supcon.losses.tiled.x__sweep_masked__mutmut_{n}": (
+            "the zero-anchor branch is unreachable: empty batches are rejected before any path"
+        )
+        for n in range(206, 216)
+    },
+    **{
+        f"supcon.losses.tiled.x__sweep_keys__mutmut_{n}": (
+            "drops a cast whose float64 result is cast to the input dtype later anyway"
+        )
+        for n in (170, 192, 196)
+    },
+    "supcon.evaluation.metrics.x__score__mutmut_19": (
+        "cumsum of a bool array is int64 by default on 64-bit Linux"
+    ),
+    "supcon.evaluation.metrics.x__score__mutmut_25": "astype(None) is astype(float64)",
+    "supcon.evaluation.metrics.x__per_class__mutmut_17": (
+        "bincount without minlength: inverse comes from np.unique, so every class occurs"
+    ),
+    "supcon.evaluation.metrics.x__per_class__mutmut_22": (
+        "label.item() always: labels are numpy scalars, which all have .item()"
+    ),
+    "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
+        "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
+    ),
+}
+
+_PYTEST_ARGS = ["-p", "no:nbmake", "-p", "no:cacheprovider", "-o", "addopts=", "-x", "-q"]
+
+
+def _slug(module: str) -> str:
+    return module.removesuffix(".py").replace("/", ".")
+
+
+def _pyproject(module: str) -> str:
+    base = (ROOT / "pyproject.toml").read_text()
+    base = re.sub(r"(?ms)^\[tool\.mutmut\].*?(?=^\[|\Z)", "", base)
+    tests = ", ".join(json.dumps(t) for t in MODULES[module])
+    return (
+        base
+        + "\n[tool.mutmut]\n"
+        + 'source_paths = ["supcon"]\n'
+        + f'only_mutate = ["supcon/{module}"]\n'
+        + f"pytest_add_cli_args = {json.dumps(_PYTEST_ARGS)}\n"
+        + f"pytest_add_cli_args_test_selection = [{tests}]\n"
+        + "use_git_change_detection = false\n"
+        + 'also_copy = ["recipes"]\n'
+    )
+
+
+def _prepare(module: str) -> Path:
+    work = WORK / _slug(module)
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("supcon", "tests", "recipes"):
+        target = work / name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(ROOT / name, target, ignore=shutil.ignore_patterns("__pycache__"))
+    (work / "pyproject.toml").write_text(_pyproject(module))
+    return work
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # mutmut puts its mutants/ copy first on sys.path itself
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    return env
+
+
+def run(module: str) -> int:
+    """Run mutmut on one module; returns mutmut's exit status."""
+    work = _prepare(module)
+    print(f"== {module}: mutmut run in {work}", flush=True)
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", "1"]
+    with open(work / "mutmut.log", "w") as log:
+        code = subprocess.call(cmd, cwd=work, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    if code:
+        print(f"   mutmut exited with {code}; see {work / 'mutmut.log'}", flush=True)
+    return code
+
+
+def results(module: str) -> dict[str, str] | None:
+    """``{mutant name: status}`` of the last run on ``module`` (None if never run)."""
+    meta = WORK / _slug(module) / "mutants" / "supcon" / (module + ".meta")
+    if not meta.exists():
+        return None
+    for _ in range(10):  # mutmut rewrites the file while it runs
+        try:
+            codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+            break
+        except json.JSONDecodeError:
+            time.sleep(0.5)
+    else:
+        raise RuntimeError(f"cannot read {meta}; try again")
+    status = {1: "killed", 3: "killed", 0: "survived", 36: "timeout", 24: "timeout", -24: "timeout"}
+    status |= {152: "timeout", 255: "timeout", 33: "no tests", 5: "no tests", None: "not run"}
+    return {name: status.get(code, f"other({code})") for name, code in codes.items()}
+
+
+def _recheck_path(module: str) -> Path:
+    return WORK / _slug(module) / "recheck.json"
+
+
+def recheck(module: str, only: str | None = None, select: str | None = None) -> dict[str, str]:
+    """Re-run each survivor in a fresh interpreter with the current tests; store the verdicts.
+
+    mutmut runs every mutant in a child forked from a process that already imported torch and
+    ran the suite; a fresh ``python -m pytest`` per survivor (the mutant picked by
+    ``MUTANT_UNDER_TEST``, as mutmut does) confirms the verdict and picks up tests added since
+    the run. ``{mutant: "killed" | "survived"}`` goes to ``.mutation/<module>/recheck.json``.
+    """
+    work = WORK / _slug(module)
+    res = results(module) or {}
+    # A copy of mutmut's mutated sources with today's tests (mutmut may still be running).
+    mutants = work / "recheck"
+    shutil.rmtree(mutants, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(work / "mutants" / "supcon", mutants / "supcon", ignore=ignore)
+    for name in ("tests", "recipes"):
+        shutil.copytree(ROOT / name, mutants / name, ignore=ignore)
+    (mutants / "pyproject.toml").write_text((work / "pyproject.toml").read_text())
+    path = _recheck_path(module)
+    verdicts = json.loads(path.read_text()) if path.exists() else {}
+    for name, status in sorted(res.items()):
+        if status != "survived" or name in verdicts or name in EQUIVALENT:
+            continue
+        if only is not None and only not in name:
+            continue
+        env = _env() | {"MUTANT_UNDER_TEST": name}
+        cmd = [sys.executable, "-m", "pytest", *_PYTEST_ARGS, *MODULES[module]]
+        if select:  # only the tests aimed at these mutants (a kill counts; a pass is re-run)
+            cmd += ["-k", select]
+        code = subprocess.call(
+            cmd, cwd=mutants, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        if code == 0 and select:
+            continue  # survived a narrow selection: no verdict yet
+        verdicts[name] = "survived" if code == 0 else "killed"
+        print(f"   {name}: {verdicts[name]}", flush=True)
+        path.write_text(json.dumps(verdicts, indent=1, sort_keys=True))
+    return verdicts
+
+
+def _with_rechecks(module: str, res: dict[str, str]) -> dict[str, str]:
+    path = _recheck_path(module)
+    if not path.exists():
+        return res
+    return res | {k: v for k, v in json.loads(path.read_text()).items() if k in res}
+
+
+def report(modules: list[str]) -> str:
+    """A Markdown table: killed / survived / equivalent / score per module."""
+    lines = [
+        "| module | mutants | killed | survived | equivalent | no tests / not run | score |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for module in modules:
+        res = results(module)
+        if res is None:
+            lines.append(f"| `{module}` | not run | | | | | |")
+            continue
+        res = _with_rechecks(module, res)
+        killed = sum(s in ("killed", "timeout") for s in res.values())
+        survivors = [n for n, s in res.items() if s == "survived"]
+        equivalent = sum(n in EQUIVALENT for n in survivors)
+        other = len(res) - killed - len(survivors)
+        real = killed + len(survivors) - equivalent
+        score = f"{100 * killed / real:.1f} %" if real else "-"
+        lines.append(
+            f"| `{module}` | {len(res)} | {killed} | {len(survivors) - equivalent} | "
+            f"{equivalent} | {other} | {score} |"
+        )
+    return "\n".join(lines)
+
+
+def survivors(module: str) -> None:
+    """Print each surviving mutant's diff (and the recorded reason if it is equivalent)."""
+    res = _with_rechecks(module, results(module) or {})
+    work = WORK / _slug(module)
+    for name, status in sorted(res.items()):
+        if status != "survived":
+            continue
+        print(f"## {name}" + (f"  [equivalent: {EQUIVALENT[name]}]" if name in EQUIVALENT else ""))
+        subprocess.call([sys.executable, "-m", "mutmut", "show", name], cwd=work, env=_env())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "modules", nargs="*", help=f"modules under supcon/ (default: all {len(MODULES)})"
+    )
+    parser.add_argument("--report", action="store_true", help="only print the results table")
+    parser.add_argument("--survivors", action="store_true", help="print surviving mutants")
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="re-run the survivors of earlier runs one by one in fresh processes",
+    )
+    parser.add_argument("--only", help="with --recheck: mutants whose name contains this")
+    parser.add_argument("--select", help="with --recheck: a pytest -k expression")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        print(f"unknown module(s) {unknown}; choose from {sorted(MODULES)}", file=sys.stderr)
+        return 2
+    modules = args.modules or list(MODULES)
+    if args.survivors:
+        for module in modules:
+            survivors(module)
+        return 0
+    if args.recheck:
+        for module in modules:
+            if results(module) is not None:
+                recheck(module, args.only, args.select)
+    elif not args.report:
+        for module in modules:
+            run(module)
+    print(report(modules))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
