@@ -85,6 +85,7 @@ FEWSHOT_REPORT = json_report("supcon-fewshot/1", "supcon fewshot report", ("fews
 EMBEDDINGS = OutputKind("supcon embeddings file", described_by("supcon-embeddings/1"))
 INDEX = OutputKind("supcon index", described_by("supcon-index/1"))
 PLOT = OutputKind("PNG plot", _is_png)
+EXPORTED_MODEL = OutputKind("supcon exported model", described_by("supcon-export/1"))
 
 
 def sidecar_kind(fmt: str, name: str) -> OutputKind:
@@ -232,6 +233,37 @@ def check_embedding_outputs(
             for name in ("labels", "ids", "is_query", "is_gallery")
         ]
     check_outputs(targets, option="--out", force=force, inputs=inputs)
+
+
+def check_export_outputs(
+    out: str | Path, *, force: bool, inputs: Iterable[str | Path | None] = ()
+) -> None:
+    """``export --out FILE``: the exported model and the ``FILE.json`` written beside it."""
+    path = Path(out)
+    targets = [
+        (path, EXPORTED_MODEL),
+        (
+            path.with_name(path.name + ".json"),
+            sidecar_kind("supcon-export/1", "supcon exported model .json"),
+        ),
+    ]
+    check_outputs(targets, option="--out", force=force, inputs=inputs)
+
+
+def hits_kind(columns: Sequence[str]) -> OutputKind:
+    """``search --out hits.csv|json``: a CSV with exactly these columns, or a JSON report
+    with ``"format": "supcon-hits/1"``."""
+
+    def is_own(path: Path) -> bool:
+        if path.suffix.lower() == ".json":
+            return (read_json_object(path) or {}).get("format") == "supcon-hits/1"
+        try:
+            with path.open(encoding="utf-8") as handle:
+                return handle.readline().rstrip("\r\n") == ",".join(columns)
+        except (OSError, UnicodeDecodeError):
+            return False
+
+    return OutputKind("supcon search hits file", is_own)
 
 
 #: Entries that mark a folder as a supcon run directory.

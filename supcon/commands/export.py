@@ -6,11 +6,14 @@ import argparse
 import json
 import time
 
+from supcon.outputs import add_force_argument
+
 
 def run(args: argparse.Namespace) -> int:
     """Export a run's eval-mode embedding model with its JSON sidecar."""
     from supcon.errors import UserError
     from supcon.export import DEFAULT_OPSET, EXPORT_FORMATS, export_model, sidecar_path
+    from supcon.outputs import check_export_outputs, run_inputs
     from supcon.reporting import format_table
     from supcon.runs import load_run
 
@@ -20,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.opset is not None and args.opset < 7:
         raise UserError(f"--opset must be ≥ 7, got {args.opset}")
+    check_export_outputs(args.out, force=args.force, inputs=run_inputs(args.run))
     started = time.perf_counter()
     loaded = load_run(args.run, device="cpu")
     out = export_model(loaded, args.out, format=args.format, opset=args.opset or DEFAULT_OPSET)
@@ -55,4 +59,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="exported model file")
     parser.add_argument("--opset", type=int, help="ONNX opset version (default 17)")
+    add_force_argument(parser)
     parser.set_defaults(func=run)

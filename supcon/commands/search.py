@@ -142,14 +142,14 @@ def _write_hits(path: str, hits: list[dict[str, Any]], meta: dict[str, Any]) -> 
         writer.writerows(hits)
         atomic_write_text(path, buffer.getvalue())
     else:
-        atomic_write_json(path, {**meta, "hits": hits})
+        atomic_write_json(path, {"format": "supcon-hits/1", **meta, "hits": hits})
 
 
 def run(args: argparse.Namespace) -> int:
     """Embed query images and print (or write) their nearest gallery items."""
     from supcon.evaluation.index import SearchIndex
     from supcon.io import atomic_write_json
-    from supcon.outputs import SEARCH_REPORT, check_outputs, data_inputs, run_inputs
+    from supcon.outputs import SEARCH_REPORT, check_outputs, data_inputs, hits_kind, run_inputs
     from supcon.reporting import escape, format_table
 
     if args.k < 1:
@@ -165,6 +165,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--qe-alpha must be a number ≥ 0, got {args.qe_alpha}")
     if args.out and not args.out.lower().endswith((".csv", ".json")):
         raise UserError(f"--out {args.out!r} must end in .csv or .json")
+    if args.out:
+        inputs = [*data_inputs(args.index), *run_inputs(args.run), *args.images, args.queries]
+        check_outputs(
+            [(args.out, hits_kind(HIT_COLUMNS))], option="--out", force=args.force, inputs=inputs
+        )
     paths = _query_files(args.images, args.queries)
     device = resolve_device(args.device)
     index = SearchIndex.load(args.index, device=device)

@@ -110,3 +110,16 @@ def test_index_dba_stores_augmented_vectors(gallery: Path, run_cli) -> None:
         run_cli("index", "gal.npy", "--out", "x.faiss", "--store-exact", cwd=w),
         "--store-exact applies to --type ivfpq",
     )
+
+
+def test_hits_file_is_protected_like_every_output(gallery: Path, run_cli) -> None:
+    w = gallery
+    search = ("search", "gal.faiss", "--queries", "images", "--k", "2", "--no-progress")
+    one_line_error(run_cli(*search, "--out", "gal.faiss.json", cwd=w), "is an input")
+    (w / "notes.csv").write_text("a,b\n1,2\n")
+    one_line_error(run_cli(*search, "--out", "notes.csv", "--force", cwd=w), "is not a supcon")
+    for name in ("hits.csv", "hits.json"):
+        ok(run_cli(*search, "--out", name, cwd=w))
+        one_line_error(run_cli(*search, "--out", name, cwd=w), "--force")
+        ok(run_cli(*search, "--out", name, "--force", cwd=w))
+    assert json.loads((w / "hits.json").read_text())["format"] == "supcon-hits/1"
