@@ -793,15 +793,11 @@ def _validate_loss(config: Config) -> list[str]:
     return [msg for ok, msg in checks if not ok]
 
 
-BENCHMARK_DATASETS = (
-    "cub200",
-    "cars196",
-    "sop",
-    "inshop",
-    "cifar10",
-    "cifar100",
-    "fewshot_csv",
-    "omniglot",
+#: The ``data.dataset`` values read from a benchmark's official files (``data.root``).
+BENCHMARK_DATASETS = tuple(
+    name
+    for name in typing.get_args(typing.get_type_hints(DataConfig)["dataset"])
+    if name not in ("digits", "folder", "csv")
 )
 
 

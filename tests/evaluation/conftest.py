@@ -6,25 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from supcon.cli import main
 from supcon.config import config_from_dict
 from supcon.training import train
-from tests.evaluation.helpers import Result
 from tests.images import make_image_folder
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
-    """``run_cli(*args, cwd=DIR)``: :func:`supcon.cli.main` in DIR, as a :class:`Result`."""
-
-    def call(*args: str, cwd: Path) -> Result:
-        monkeypatch.chdir(cwd)
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return call
 
 
 @pytest.fixture(scope="session")

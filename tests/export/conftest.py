@@ -9,10 +9,8 @@ import pytest
 import torch
 
 from supcon.builders import build_model
-from supcon.cli import main
 from supcon.config import config_from_dict, config_to_dict
 from supcon.training.checkpoint import save_checkpoint
-from tests.evaluation.helpers import Result
 from tests.images import make_image_folder
 
 CLASSES = ("class_0", "class_1", "class_2")
@@ -53,17 +51,3 @@ def export_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_run(root / "cnn", "test_resnet", 32)
     make_run(root / "vit", "test_vit", None, head="linear")
     return root
-
-
-@pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
-    """``run_cli(*args, cwd=DIR)``: :func:`supcon.cli.main` in DIR, as a :class:`Result`."""
-
-    def call(*args: str, cwd: Path) -> Result:
-        monkeypatch.chdir(cwd)
-        capsys.readouterr()
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return call
