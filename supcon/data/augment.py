@@ -165,6 +165,37 @@ def parse_transforms(specs: Sequence[Any]) -> list[v2.Transform]:
     return [_parse_one(spec, f"augment.transforms[{i}]") for i, spec in enumerate(specs)]
 
 
+class BorderFillAffine(torch.nn.Module):
+    """``v2.RandomAffine`` whose uncovered corners take the image's background colour.
+
+    A rotated or shifted glyph on white paper would otherwise get black wedges (a constant
+    fill of 0), an artefact the model learns instead of the shape. The background is the
+    median of the image's edge pixels, per channel, so dark-on-light and light-on-dark data
+    both come out seamless.
+
+    Args:
+        **affine: ``v2.RandomAffine`` arguments (``degrees``, ``translate``, ``shear``,
+            ``interpolation``); ``fill`` is chosen per image.
+    """
+
+    def __init__(self, **affine: Any) -> None:
+        super().__init__()
+        self.affine = v2.RandomAffine(**affine)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``(C, H, W)`` uint8 or float image → the same shape and dtype, warped."""
+        x = torch.as_tensor(image).float()
+        edges = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)
+        background = edges.median(dim=-1).values[..., None, None]
+        out = self.affine(x - background) + background
+        if image.dtype == torch.uint8:
+            return out.round_().clamp_(0, 255).to(torch.uint8)
+        return out.to(image.dtype)
+
+    def extra_repr(self) -> str:
+        return "fill=border median"
+
+
 def _preset_steps(
     preset: str, size: int, interpolation: InterpolationMode, knobs: dict[str, Any]
 ) -> list[v2.Transform]:
@@ -183,7 +214,7 @@ def _preset_steps(
     rotation, translate, shear = (knobs.get(k, 0.0) for k in ("rotation", "translate", "shear"))
     if rotation or translate or shear:
         steps.append(
-            v2.RandomAffine(
+            BorderFillAffine(
                 degrees=rotation,
                 translate=(translate, translate) if translate else None,
                 shear=shear or None,

@@ -79,6 +79,23 @@ def test_rotation_stays_within_its_bound_and_uses_it() -> None:
     assert min(angles) < -6 and max(angles) > 6
 
 
+@pytest.mark.parametrize("paper, ink", [(230, 20), (10, 240)])
+def test_affine_corners_take_the_background_not_black(paper: int, ink: int) -> None:
+    pixels = np.full((33, 33), paper, dtype=np.uint8)
+    pixels[12:21, 12:21] = ink  # a glyph on paper (dark on light, or light on dark)
+    image = Image.fromarray(pixels)
+    pipeline = build_augmentation(
+        "geometric", 33, channels=1, mean=(0.0,), std=(1.0,), rotation=40.0, translate=0.2,
+        shear=0.0, **WHOLE,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    for _ in range(10):
+        view = pipeline(image)[0]
+        corners = torch.stack([view[0, 0], view[0, -1], view[-1, 0], view[-1, -1]])
+        assert torch.allclose(corners, torch.tensor(paper / 255), atol=0.01)  # no black wedges
+        assert (view - ink / 255).abs().min() < 0.01  # the glyph is still there
+
+
 def test_crop_scale_sets_the_cropped_area() -> None:
     ramp = np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))  # value = 4 × column
     image = Image.fromarray(np.stack([ramp] * 3, axis=-1))
