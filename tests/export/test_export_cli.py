@@ -92,7 +92,7 @@ def test_export_of_another_model_is_refused_by_the_index(export_work: Path, run_
     w = export_work
     ok(run_cli("embed", "cnn", "--data", "images", "--out", "g2.npy", "--no-progress", cwd=w))
     ok(run_cli("index", "g2.npy", "--out", "g2.faiss", cwd=w))
-    ok(run_cli("export", "vit", "--format", "torchscript", "--out", "vit.pt", cwd=w))
+    ok(run_cli("export", "vit", "--format", "torchscript", "--out", "vit.pt", "--force", cwd=w))
     one_line_error(
         run_cli("search", "g2.faiss", "images/class_0/img_0.png", "--run", "vit.pt", cwd=w),
         "fingerprint",

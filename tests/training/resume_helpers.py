@@ -1,6 +1,6 @@
 """Kill a training run in-process at a chosen checkpoint save, resume it, compare whole runs.
 
-The "kill" raises :class:`KilledError` from ``save_checkpoint`` *before* ``last.pt`` at the
+The "kill" raises :class:`KilledError` from ``save_rotating`` *before* ``last.pt`` at the
 chosen step is written, so the run directory holds what a run killed at that moment leaves: an older
 ``last.pt`` and CSV rows (and possibly an evaluation and ``best.pt``) logged after it.
 """
@@ -31,7 +31,7 @@ class KilledError(Exception):
 @contextmanager
 def kill_at_last_checkpoint(monkeypatch: pytest.MonkeyPatch, step: int) -> Iterator[None]:
     """Raise :class:`KilledError` when ``last.pt`` of ``step`` is about to be written."""
-    real = loop.save_checkpoint
+    real = loop.save_rotating  # how the loop writes last.pt (the old one becomes prev.pt)
 
     def save(path, content):
         if Path(path).name == "last.pt" and content["step"] == step:
@@ -39,7 +39,7 @@ def kill_at_last_checkpoint(monkeypatch: pytest.MonkeyPatch, step: int) -> Itera
         return real(path, content)
 
     with monkeypatch.context() as patch:
-        patch.setattr(loop, "save_checkpoint", save)
+        patch.setattr(loop, "save_rotating", save)
         yield
 
 

@@ -40,7 +40,9 @@ RAW = {
     "optim": {"warmup_epochs": 0},
     "eval": {"ks": [1]},
 }
-SCRIPTED = "scripted_score"
+#: The best metric, overwritten by a scripted value (train.best_metric is checked up front,
+#: so it must be a metric the evaluation reports).
+SCRIPTED = "map@r"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def _config(folder: Path, *overrides: str) -> Config:
 
 @pytest.fixture
 def scripted_score(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each evaluation also reports ``1 / step``: every later evaluation scores worse."""
+    """Each evaluation reports ``map@r = 1 / step``: every later evaluation scores worse."""
     last_step = {"step": 0}
     real_train, real_evaluate = loop.RunLog.train, loop.evaluate
 
