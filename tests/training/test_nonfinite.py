@@ -117,3 +117,17 @@ def test_first_nonfinite_and_guard_counting() -> None:
     assert re.search(r"step 10 .*2 non-finite steps in a row", guard.bad_step("x", 10, [3]))
     assert NonFiniteGuard("stop", 5).bad_step("loss became nan", 1, [0]) is not None
     assert describe_batch(list(range(10)), shown=3) == "batch sample ids 0, 1, 2, … (10 in all)"
+
+
+def test_first_nonfinite_names_the_bad_tensor_and_ignores_overflowing_sums() -> None:
+    from supcon.training.guard import first_nonfinite
+
+    ok_ = torch.ones(10)
+    big = torch.full((4,), 3e38)  # finite, but its sum overflows float32
+    half = torch.full((3,), 6e4, dtype=torch.float16)  # likewise in float16
+    for bad_value in (float("nan"), float("inf"), -float("inf")):
+        bad = torch.ones(5)
+        bad[2] = bad_value
+        assert first_nonfinite([("ok", ok_), ("big", big), ("bad", bad)]) == "bad"
+    assert first_nonfinite([("ok", ok_), ("big", big), ("half", half)]) is None
+    assert first_nonfinite([]) is None
