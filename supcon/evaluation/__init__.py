@@ -7,26 +7,27 @@ that needs one runs. Plots live in :mod:`supcon.evaluation.plots` (it loads matp
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from supcon._lazy import lazy_exports
 
 #: Public name → the module that defines it.
 _EXPORTS = {
-    "clustering_scores": "clustering",
-    "kmeans_assign": "clustering",
-    "EmbeddingSet": "embed",
-    "extract_embeddings": "embed",
-    "load_embeddings": "embed",
-    "model_fingerprint": "embed",
-    "save_embeddings": "embed",
-    "episode_accuracies": "fewshot",
-    "fewshot_accuracy": "fewshot",
-    "IndexParams": "index",
-    "SearchIndex": "index",
-    "build_index": "index",
-    "linear_probe": "linear_probe",
-    "retrieval_metrics": "metrics",
-    "evaluate_split": "protocol",
+    "clustering_scores": "supcon.evaluation.clustering",
+    "kmeans_assign": "supcon.evaluation.clustering",
+    "EmbeddingSet": "supcon.evaluation.embed",
+    "extract_embeddings": "supcon.evaluation.embed",
+    "load_embeddings": "supcon.evaluation.embed",
+    "model_fingerprint": "supcon.evaluation.embed",
+    "save_embeddings": "supcon.evaluation.embed",
+    "episode_accuracies": "supcon.evaluation.fewshot",
+    "fewshot_accuracy": "supcon.evaluation.fewshot",
+    "IndexParams": "supcon.evaluation.index",
+    "SearchIndex": "supcon.evaluation.index",
+    "build_index": "supcon.evaluation.index",
+    "linear_probe": "supcon.evaluation.linear_probe",
+    "retrieval_metrics": "supcon.evaluation.metrics",
+    "evaluate_split": "supcon.evaluation.protocol",
 }
 
 __all__ = [
@@ -63,14 +64,4 @@ if TYPE_CHECKING:
     from supcon.evaluation.protocol import evaluate_split
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'supcon.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"supcon.evaluation.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports("supcon.evaluation", _EXPORTS, globals())
