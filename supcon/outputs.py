@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supcon import rundir
 from supcon.errors import UserError
 
 #: JSON files larger than this are not opened to recognise them (never our reports).
@@ -120,11 +121,11 @@ def run_inputs(source: str | Path | None) -> list[Path]:
         return []
     path = Path(source)
     found = [path]
-    folder = path / "checkpoints" if path.is_dir() else None
-    if folder is not None and folder.is_dir():
-        found += sorted(folder.glob("*.pt"))
+    run = rundir.RunDir(path)
+    if path.is_dir() and run.checkpoints.is_dir():
+        found += sorted(run.checkpoints.glob("*.pt"))
     if path.is_dir():
-        found += [path / name for name in ("config.yaml", "meta.json", "classes.json")]
+        found += [run / name for name in rundir.RUN_FILES]
     return found
 
 
@@ -268,7 +269,7 @@ def hits_kind(columns: Sequence[str]) -> OutputKind:
 
 #: Entries that mark a folder as a supcon run directory.
 #: (".lock" alone: a run that has just started.)
-RUN_MARKERS = ("config.yaml", "checkpoints", "meta.json", "metrics.json", "log.csv", ".lock")
+RUN_MARKERS = rundir.MARKERS
 
 
 def check_run_folder(run_dir: str | Path) -> None:

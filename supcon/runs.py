@@ -13,11 +13,8 @@ from supcon.config import Config, config_from_dict
 from supcon.data import build_transforms
 from supcon.data.transforms import Transform
 from supcon.models import EmbeddingModel
-from supcon.training.checkpoint import PREVIOUS, CheckpointError, load_checkpoint, problem_of
-
-CHECKPOINT_NAMES = ("best.pt", "last.pt")
-# What a run directory falls back to, in order, when a checkpoint cannot be loaded.
-FALLBACK_NAMES = ("best.pt", "last.pt", PREVIOUS)
+from supcon.rundir import CHECKPOINT_NAMES, FALLBACK_NAMES, RunDir
+from supcon.training.checkpoint import CheckpointError, load_checkpoint, problem_of
 
 
 @dataclass
@@ -49,7 +46,7 @@ def find_checkpoint(path: str | Path) -> Path:
     if path.is_file():
         return path
     for name in CHECKPOINT_NAMES:
-        for candidate in (path / "checkpoints" / name, path / name):
+        for candidate in (RunDir(path).checkpoint(name), path / name):
             if candidate.is_file():
                 return candidate
     raise FileNotFoundError(

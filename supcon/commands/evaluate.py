@@ -13,6 +13,7 @@ import numpy as np
 from supcon.commands._evaldata import add_data_arguments, embed_items, load_items, resolve_device
 from supcon.errors import UserError
 from supcon.outputs import add_force_argument
+from supcon.rundir import RunDir
 
 GRID_QUERIES = 8
 GRID_NEIGHBOURS = 8
@@ -253,8 +254,11 @@ def run(args: argparse.Namespace) -> int:
             int(key.split("@")[1]): v for key, v in curve.items() if key.startswith("recall@")
         }
         checkpoint = Path(loaded.checkpoint)
-        name = checkpoint.parent.parent.name if checkpoint.parent.name == "checkpoints" else ""
-        recall_curve({name or checkpoint.stem: points}, path=plots / "recall_at_k.png")
+        run = RunDir.of_checkpoint(checkpoint)
+        recall_curve(
+            {(run.root.name if run else "") or checkpoint.stem: points},
+            path=plots / "recall_at_k.png",
+        )
         _grid(data, items, plots / "retrieval_grid.png")
         print(f"plots written to {escape(plots)}/recall_at_k.png and retrieval_grid.png")
     return 0

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from supcon.errors import UserError
+from supcon.rundir import RunDir
 
 # Overrides a resumed run accepts: they change how the run is executed or logged, not what it
 # computes. ``train.epochs`` may grow: the cosine schedule is then stretched from the current
@@ -51,7 +52,7 @@ def _resume_config(run_dir: Path, overrides: list[str]):
     """The saved config of ``run_dir`` with the allowed ``overrides`` applied."""
     from supcon.config import apply_overrides, config_from_dict, parse_override, read_recipe
 
-    if not any((run_dir / "checkpoints" / n).is_file() for n in ("last.pt", "prev.pt")):
+    if not RunDir(run_dir).has_checkpoint():
         raise UserError(
             f"nothing to resume in {str(run_dir)!r}: no checkpoints/last.pt (start the run "
             "with supcon train RECIPE --out DIR; it writes one every epoch)"
@@ -67,8 +68,8 @@ def _resume_config(run_dir: Path, overrides: list[str]):
             f"computes. Allowed: {', '.join(sorted(RESUME_OVERRIDES))}; start a new run "
             "(--out) for anything else"
         )
-    raw = read_recipe(run_dir / "config.yaml")
-    return config_from_dict(apply_overrides(raw, overrides), source=str(run_dir / "config.yaml"))
+    saved = RunDir(run_dir).config
+    return config_from_dict(apply_overrides(read_recipe(saved), overrides), source=str(saved))
 
 
 def _check_resume_epochs(run_dir: Path, epochs: int, finished: bool) -> None:
@@ -76,7 +77,7 @@ def _check_resume_epochs(run_dir: Path, epochs: int, finished: bool) -> None:
     from supcon.training.checkpoint import load_checkpoint_or_previous
 
     with contextlib.redirect_stderr(io.StringIO()):  # train() reports a fallback itself
-        saved, _ = load_checkpoint_or_previous(run_dir / "checkpoints" / "last.pt")
+        saved, _ = load_checkpoint_or_previous(RunDir(run_dir).last)
     progress = saved["progress"]
     done, batch = progress["epoch"], progress["batch"]
     if finished and done >= epochs:
@@ -126,12 +127,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.resume:
             check_run_folder(run_dir)
         held.enter_context(run_lock(run_dir))  # one writer; train() re-enters it
-        finished = (run_dir / "metrics.json").exists()
+        finished = RunDir(run_dir).is_finished()
         if finished and not args.resume:
             raise UserError(
                 f"run directory {str(run_dir)!r} already holds a finished run; pass another --out"
             )
-        if not args.resume and (run_dir / "checkpoints" / "last.pt").exists():
+        if not args.resume and RunDir(run_dir).last.exists():
             raise UserError(
                 f"run directory {str(run_dir)!r} holds an unfinished run; continue it with "
                 f"supcon train --resume {run_dir}, or pass another --out"

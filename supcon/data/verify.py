@@ -23,13 +23,14 @@ import numpy as np
 from tqdm import tqdm
 
 from supcon.data.sources import BadImageError, DataError, FileSplit, load_image
+from supcon.rundir import SKIPPED
 
 if TYPE_CHECKING:
     from supcon.config import DataConfig
     from supcon.data.views import Split
 
 #: Name of the list of skipped files written into the run directory.
-SKIPPED_CSV = "skipped.csv"
+SKIPPED_CSV = SKIPPED
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,7 @@ from typing import Any
 import torch
 
 from supcon.io import atomic_torch_save
-
-PREVIOUS = "prev.pt"
+from supcon.rundir import LAST, PREVIOUS
 
 
 class CheckpointError(ValueError):
@@ -127,7 +126,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def _fallback_hint(path: Path) -> str:
-    if path.name == "last.pt":
+    if path.name == LAST:
         return f"the previous checkpoint, if any, is {str(path.with_name(PREVIOUS))!r}"
     return "use another checkpoint of the run (checkpoints/last.pt or prev.pt)"
 

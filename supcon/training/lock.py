@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from supcon.errors import UserError
+from supcon.rundir import LOCK, RunDir
 
-LOCK_NAME = ".lock"
+LOCK_NAME = LOCK
 
 
 class RunLocked(UserError):  # noqa: N818
@@ -115,7 +116,7 @@ def hold_lock(
     run_dir = Path(run_dir)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK_NAME
+    path = RunDir(run_dir).lock
     host, pid = socket.gethostname(), os.getpid()
     mine = {"pid": pid, "host": host, "started": datetime.now(timezone.utc).isoformat()}
     owned = False

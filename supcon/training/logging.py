@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 import supcon
+from supcon.rundir import RunDir
 
 
 class CsvLog:
@@ -174,17 +175,18 @@ class RunLog:
         trackers: Sequence[Any] = (),
     ) -> None:
         self.run_dir = Path(run_dir)
+        self.paths = RunDir(self.run_dir)
         self.enabled = enabled
         self.trackers = list(trackers) if enabled else []
         self._eval: CsvLog | None = None
         self._diagnostics: CsvLog | None = None
         self._train: CsvLog | None = None
-        self.scalars = Scalars(self.run_dir / "tensorboard", enabled and tensorboard,
+        self.scalars = Scalars(self.paths.tensorboard, enabled and tensorboard,
                                purge_step=resume_step + 1)  # fmt: skip
         if enabled:
-            for name in ("log.csv", "eval.csv", "diagnostics.csv"):
-                truncate_csv(self.run_dir / name, resume_step)
-            self._train = CsvLog(self.run_dir / "log.csv", TRAIN_COLUMNS)
+            for path in (self.paths.train_log, self.paths.eval_log, self.paths.diagnostics_log):
+                truncate_csv(path, resume_step)
+            self._train = CsvLog(self.paths.train_log, TRAIN_COLUMNS)
 
     def train(self, row: Mapping[str, Any]) -> None:
         """One training step (keys from ``TRAIN_COLUMNS``; ``epoch`` and ``step`` required)."""
@@ -198,7 +200,7 @@ class RunLog:
         """One evaluation's metrics."""
         if self.enabled:
             if self._eval is None:
-                self._eval = CsvLog(self.run_dir / "eval.csv", ["epoch", "step", *metrics])
+                self._eval = CsvLog(self.paths.eval_log, ["epoch", "step", *metrics])
             self._eval.write({"epoch": epoch, "step": step, **metrics})
             self.scalars.add("eval", metrics, step)
             self._track("eval", metrics, step)
@@ -208,7 +210,7 @@ class RunLog:
         if self.enabled:
             if self._diagnostics is None:
                 columns = ["epoch", "step", *values]
-                self._diagnostics = CsvLog(self.run_dir / "diagnostics.csv", columns)
+                self._diagnostics = CsvLog(self.paths.diagnostics_log, columns)
             self._diagnostics.write({"epoch": epoch, "step": step, **values})
             self.scalars.add("diagnostics", values, step)
             self._track("diagnostics", values, step)

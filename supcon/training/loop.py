@@ -36,6 +36,7 @@ from supcon.data.build import describe_transforms
 from supcon.data.verify import screen_splits, write_skipped
 from supcon.data.workers import resolve_num_workers
 from supcon.io import atomic_write_json, atomic_write_text
+from supcon.rundir import BEST, LAST, RunDir
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import (
     load_checkpoint_or_previous,
@@ -202,7 +203,7 @@ def _train(
     config: Config, run_dir: Path, progress: bool, resume: bool, allow_data_change: bool
 ) -> dict[str, float]:
     """:func:`train` once the run directory is locked."""
-    checkpoints = run_dir / "checkpoints"
+    paths = RunDir(run_dir)
     rank, world = get_rank(), get_world_size()
     is_main = rank == 0
     tc = config.train
@@ -279,9 +280,9 @@ def _train(
     state = Progress()
     fingerprint = data_fingerprint(train_split)
     if resume:
-        saved, used = load_checkpoint_or_previous(checkpoints / "last.pt", who="supcon train")
-        if used.name != "last.pt" and is_main:  # never rotate the unusable file into prev.pt
-            (checkpoints / "last.pt").unlink(missing_ok=True)
+        saved, used = load_checkpoint_or_previous(paths.last, who="supcon train")
+        if used != paths.last and is_main:  # never rotate the unusable file into prev.pt
+            paths.last.unlink(missing_ok=True)
         changed = data_change(saved.get("data_fingerprint"), fingerprint)
         if changed and not allow_data_change:
             raise TrainingError(
@@ -319,7 +320,7 @@ def _train(
     probe: Tensor | None = None  # a few images of the latest batch, to check checkpoints with
 
     def diverged(problem: str, skippable: bool = True) -> TrainingError:
-        last = checkpoints / "last.pt"
+        last = paths.last
         kept = f"The last good checkpoint is {last}" if last.exists() else "No checkpoint kept"
         skip = (
             " (or set train.on_nonfinite=skip)" if skippable and tc.on_nonfinite == "stop" else ""
@@ -332,15 +333,15 @@ def _train(
     check_trackers(tc.loggers)  # a missing tracker package stops before any file
     # Run directory (rank 0 only).
     if is_main:
-        checkpoints.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", config_to_yaml(config))
+        paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(paths.config, config_to_yaml(config))
         meta = provenance() | {"world_size": world}
         if resume:  # the provenance of the process that finished the run, and where it began
             meta["resumed_at_step"] = state.step
-        atomic_write_json(run_dir / "meta.json", meta)
-        atomic_write_json(run_dir / "classes.json", {"classes": list(train_split.class_names)})
+        atomic_write_json(paths.meta, meta)
+        atomic_write_json(paths.classes, {"classes": list(train_split.class_names)})
         atomic_write_text(
-            run_dir / "augment.txt",
+            paths.augment,
             describe_transforms(
                 config.augment, config.eval.resize, train_transform, eval_transform
             ),
@@ -375,7 +376,7 @@ def _train(
             content["data_fingerprint"] = fingerprint
             if metrics is not None:
                 content["metrics"] = metrics
-            (save_rotating if name == "last.pt" else save_checkpoint)(checkpoints / name, content)
+            (save_rotating if name == LAST else save_checkpoint)(paths.checkpoint(name), content)
 
     def run_evaluation() -> dict[str, float]:
         """Evaluate on every rank (the evaluator may shard the embedding); track the best."""
@@ -400,7 +401,7 @@ def _train(
             value = metrics[tc.best_metric]
             if tc.eval_every and (state.best_value is None or value > state.best_value):
                 state.best_value, state.best_step = value, state.step
-                save("best.pt", metrics)
+                save(BEST, metrics)
         return metrics
 
     # One loader for the whole run: its workers live across epochs; the epoch travels with
@@ -537,21 +538,21 @@ def _train(
                 # Mid-epoch checkpoints (the epoch-end one follows anyway).
                 every = tc.checkpoint_every
                 if every and state.step % every == 0 and state.batch < steps_per_epoch:
-                    save("last.pt")
+                    save(LAST)
                 if stopping:
-                    save("last.pt")
+                    save(LAST)
                     raise Preempted(stop.received or 15, _stopped(stop.name, state.step, run_dir))
 
             state.epoch, state.batch = epoch + 1, 0
             if tc.eval_every and state.epoch % tc.eval_every == 0 and state.epoch < tc.epochs:
                 run_evaluation()
-            save("last.pt")
+            save(LAST)
 
         if _agree([stop.received is not None], device)[0]:  # last.pt is up to date
             raise Preempted(stop.received or 15, _stopped(stop.name, state.step, run_dir))
         metrics = run_evaluation()
         if is_main:
-            atomic_write_json(run_dir / "metrics.json", metrics)
+            atomic_write_json(paths.metrics, metrics)
             logs.summary(metrics)
     finally:
         stop.__exit__(None, None, None)
@@ -562,6 +563,6 @@ def _train(
 def _stopped(signal_name: str, step: int, run_dir: Path) -> str:
     return (
         f"stopped by {signal_name or 'a signal on another rank'} after step {step}; "
-        f"{run_dir / 'checkpoints' / 'last.pt'} holds it. Continue with: "
+        f"{RunDir(run_dir).last} holds it. Continue with: "
         f"supcon train --resume {run_dir}"
     )
