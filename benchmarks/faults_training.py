@@ -182,14 +182,14 @@ def _digits_config(**train: Any):
 
 
 def _with_loss(make: Callable[[], torch.nn.Module], run: Callable[[], Any]) -> Any:
-    import supcon.training.loop as loop
+    import supcon.training.setup as run_setup  # where train() builds its loss
 
-    original = loop.build_loss
-    loop.build_loss = lambda config, **_: make()
+    original = run_setup.build_loss
+    run_setup.build_loss = lambda config, **_: make()
     try:
         return run()
     finally:
-        loop.build_loss = original
+        run_setup.build_loss = original
 
 
 def _finite_checkpoint(path: Path) -> bool:

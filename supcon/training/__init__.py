@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from supcon.training.distributed import distributed_session
-    from supcon.training.loop import TrainingError, train
+    from supcon.training.errors import TrainingError
+    from supcon.training.loop import train
     from supcon.training.preempt import Preempted
 
 _EXPORTS = {
-    "TrainingError": "supcon.training.loop",
+    "TrainingError": "supcon.training.errors",
     "train": "supcon.training.loop",
     "distributed_session": "supcon.training.distributed",
     "Preempted": "supcon.training.preempt",

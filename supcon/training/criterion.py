@@ -109,6 +109,13 @@ def step_loss(
     return pml_batch_loss(loss_fn, embeddings, labels, views, miner, use_memory)
 
 
+def anchors_without_positives(loss_fn: nn.Module) -> int | None:
+    """Anchors of the latest step that had no positive (``supcon`` reports them; else ``None``)."""
+    if isinstance(loss_fn, SupConLoss) and loss_fn.last_stats is not None:
+        return loss_fn.last_stats.num_anchors_without_positives
+    return None
+
+
 @torch.no_grad()
 def average_loss_gradients(loss_fn: nn.Module) -> None:
     """Average the loss parameters' gradients over ranks (no-op when not distributed).

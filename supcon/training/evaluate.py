@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -11,6 +11,11 @@ from torch import nn
 from supcon.data import Split
 from supcon.data.transforms import Transform
 from supcon.evaluation import evaluate_split
+from supcon.training.distributed import broadcast_buffers
+from supcon.training.errors import TrainingError
+
+if TYPE_CHECKING:
+    from supcon.training.run import Run
 
 
 def evaluate(
@@ -54,3 +59,37 @@ def evaluate(
             num_workers=num_workers,
             amp=False,
         )
+
+
+def evaluate_run(run: Run) -> dict[str, Any]:
+    """Evaluate the run's model on its held-out split and log the metrics.
+
+    Every rank evaluates (the evaluator may shard the embedding), with rank 0's BatchNorm
+    statistics.
+
+    Returns:
+        The metrics (``{}`` for an unlabeled held-out split).
+
+    Raises:
+        TrainingError: when ``train.best_metric`` is not one of them.
+    """
+    broadcast_buffers(run.model)  # every rank embeds with rank 0's BatchNorm statistics
+    config = run.config
+    metrics = evaluate(
+        run.model,
+        run.test_split,
+        run.eval_transform,
+        ks=config.eval.ks,
+        batch_size=config.eval.batch_size,
+        device=run.device,
+        num_workers=run.workers,
+        autocast=run.amp(),
+    )
+    if metrics:
+        if config.train.best_metric not in metrics:
+            raise TrainingError(
+                f"train.best_metric={config.train.best_metric!r} is not an evaluation metric; "
+                f"choose one of {', '.join(sorted(metrics))}"
+            )
+        run.logs.evaluation(run.state.epoch, run.state.step, metrics)
+    return metrics

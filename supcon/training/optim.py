@@ -7,7 +7,10 @@ import math
 import torch
 from torch import nn
 
-GROUP_NAMES = ("backbone", "backbone_no_decay", "head", "head_no_decay")
+BACKBONE, BACKBONE_NO_DECAY = "backbone", "backbone_no_decay"
+HEAD, HEAD_NO_DECAY = "head", "head_no_decay"  # the head and every parameter outside the backbone
+LOSS = "loss"  # a loss's own parameters (proxies, class weights): see add_loss_group
+GROUP_NAMES = (BACKBONE, BACKBONE_NO_DECAY, HEAD, HEAD_NO_DECAY)
 
 
 def parameter_groups(
@@ -36,15 +39,19 @@ def parameter_groups(
         in_backbone = {id(p) for p in backbone.parameters()}
     buckets: dict[str, list[nn.Parameter]] = {name: [] for name in GROUP_NAMES}
     for param in model.parameters():
-        part = "backbone" if id(param) in in_backbone else "head"
-        buckets[part if param.ndim > 1 else f"{part}_no_decay"].append(param)
-    part_lr = {"backbone": lr if backbone_lr is None else backbone_lr, "head": lr}
+        decays = param.ndim > 1
+        if id(param) in in_backbone:
+            buckets[BACKBONE if decays else BACKBONE_NO_DECAY].append(param)
+        else:
+            buckets[HEAD if decays else HEAD_NO_DECAY].append(param)
+    rate = lr if backbone_lr is None else backbone_lr
+    rates = {BACKBONE: rate, BACKBONE_NO_DECAY: rate, HEAD: lr, HEAD_NO_DECAY: lr}
     return [
         {
             "name": name,
             "params": params,
-            "lr": part_lr[name.split("_")[0]],
-            "weight_decay": 0.0 if name.endswith("no_decay") else weight_decay,
+            "lr": rates[name],
+            "weight_decay": weight_decay if name in (BACKBONE, HEAD) else 0.0,
         }
         for name, params in buckets.items()
         if params
@@ -99,8 +106,13 @@ def add_loss_group(optimizer: torch.optim.Optimizer, loss: nn.Module, lr: float)
     params = [p for p in loss.parameters() if p.requires_grad]
     if not params:
         return False
-    optimizer.add_param_group({"name": "loss", "params": params, "lr": lr, "weight_decay": 0.0})
+    optimizer.add_param_group({"name": LOSS, "params": params, "lr": lr, "weight_decay": 0.0})
     return True
+
+
+def group_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The current learning rate of each named parameter group (names from this module)."""
+    return {group["name"]: group["lr"] for group in optimizer.param_groups}
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import supcon.training.loop as loop
+import supcon.training.saving as saving
 from supcon.config import Config
 from supcon.training import train
 from supcon.training.checkpoint import load_checkpoint
@@ -31,7 +31,7 @@ class KilledError(Exception):
 @contextmanager
 def kill_at_last_checkpoint(monkeypatch: pytest.MonkeyPatch, step: int) -> Iterator[None]:
     """Raise :class:`KilledError` when ``last.pt`` of ``step`` is about to be written."""
-    real = loop.save_rotating  # how the loop writes last.pt (the old one becomes prev.pt)
+    real = saving.save_rotating  # how the loop writes last.pt (the old one becomes prev.pt)
 
     def save(path, content):
         if Path(path).name == "last.pt" and content["step"] == step:
@@ -39,7 +39,7 @@ def kill_at_last_checkpoint(monkeypatch: pytest.MonkeyPatch, step: int) -> Itera
         return real(path, content)
 
     with monkeypatch.context() as patch:
-        patch.setattr(loop, "save_rotating", save)
+        patch.setattr(saving, "save_rotating", save)
         yield
 
 

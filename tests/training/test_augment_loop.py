@@ -12,7 +12,8 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-import supcon.training.loop as loop
+import supcon.training.saving as saving
+from supcon.builders import build_model
 from supcon.cli import main
 from supcon.data import MultiViewDataset, build_augmentation, load_splits
 from supcon.runs import load_run
@@ -46,7 +47,7 @@ def test_three_channel_weights_file_adapts_to_a_grayscale_stem(
     path = tmp_path / "rgb.safetensors"
     save_file(source.state_dict(), str(path))
     config = tiny(images, data={"channels": 1}, model={"weights": str(path)}, train={"epochs": 1})
-    model = loop.build_model(config.model, 1)
+    model = build_model(config.model, 1)
     stem = model.backbone.conv1[0].weight
     assert stem.shape[1] == 1
     # timm's adapt_input_conv sums the RGB filters for one channel.
@@ -83,7 +84,7 @@ def test_persistent_workers_resume_like_an_uninterrupted_run(
     train(straight, tmp_path / "straight", progress=False)
 
     workers = tiny(images, **settings, data={"num_workers": 2})
-    real_save = loop.save_rotating  # how last.pt is written
+    real_save = saving.save_rotating  # how last.pt is written
 
     def save_then_crash(path: Path, content: dict) -> Path:
         saved = real_save(path, content)
@@ -91,10 +92,10 @@ def test_persistent_workers_resume_like_an_uninterrupted_run(
             raise CrashError
         return saved
 
-    monkeypatch.setattr(loop, "save_rotating", save_then_crash)
+    monkeypatch.setattr(saving, "save_rotating", save_then_crash)
     with pytest.raises(CrashError):
         train(workers, tmp_path / "killed", progress=False)
-    monkeypatch.setattr(loop, "save_rotating", real_save)
+    monkeypatch.setattr(saving, "save_rotating", real_save)
     train(workers, tmp_path / "killed", progress=False, resume=True)
 
     runs = tmp_path / "straight", tmp_path / "killed"

@@ -59,10 +59,10 @@ def test_first_run_on_a_small_folder_says_what_fits_before_loading_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The own-images recipe on 4 classes x 12 images: one line, exit 2, no model built."""
-    import supcon.training.loop as loop
+    import supcon.training.setup as run_setup
 
     make_image_folder(tmp_path / "images", classes=4, per_class=12)
-    monkeypatch.setattr(loop, "build_model", lambda *a, **k: pytest.fail("model built first"))
+    monkeypatch.setattr(run_setup, "build_model", lambda *a, **k: pytest.fail("model built first"))
     start = time.perf_counter()
     code = main(
         ["train", str(RECIPE), f"data.root={tmp_path / 'images'}", "--out", str(tmp_path / "run"),

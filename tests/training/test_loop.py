@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import supcon.training.loop as loop
+import supcon.training.setup as run_setup
 from supcon import SupConLoss
 from supcon.builders import build_model
 from supcon.cli import main
@@ -116,7 +116,7 @@ class NanAtStep(SupConLoss):
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "build_loss", lambda config, **_: NanAtStep(4))
+    monkeypatch.setattr(run_setup, "build_loss", lambda config, **_: NanAtStep(4))
     config = tiny(images, train={"checkpoint_every": 1})
     with pytest.raises(TrainingError, match=r"loss became nan at step 4.*last good checkpoint"):
         train(config, tmp_path, progress=False)

@@ -10,7 +10,7 @@ import torch
 from supcon.builders import build_loss, build_model, build_optimizer
 from supcon.cli import main
 from supcon.config import ConfigError, LossConfig, ModelConfig, OptimConfig
-from supcon.training import loop
+from supcon.training import saving
 from supcon.training.checkpoint import load_checkpoint
 from supcon.training.loop import TrainingError, train
 from tests.training.helpers import rows, tiny
@@ -113,14 +113,14 @@ class CrashError(Exception):
 
 
 def _crash_after_saving_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    real = loop.save_rotating  # last.pt is written by rotation (prev.pt kept)
+    real = saving.save_rotating  # last.pt is written by rotation (prev.pt kept)
 
     def save_then_crash(path, content):
         real(path, content)
         if content["step"] == step:
             raise CrashError
 
-    monkeypatch.setattr(loop, "save_rotating", save_then_crash)
+    monkeypatch.setattr(saving, "save_rotating", save_then_crash)
 
 
 @pytest.mark.parametrize(

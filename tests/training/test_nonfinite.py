@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import supcon.training.loop as loop
+import supcon.training.setup as run_setup
 from supcon import SupConLoss
 from supcon.builders import build_batch_sampler
 from supcon.data import load_splits
@@ -43,7 +43,7 @@ def test_skipped_step_leaves_model_optimizer_scheduler_untouched(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     # NaN at steps 3 and 4, at most 2 in a row: step 3 is skipped, step 4 stops the run.
-    monkeypatch.setattr(loop, "build_loss", lambda config, **_: NanAtCalls({3, 4}))
+    monkeypatch.setattr(run_setup, "build_loss", lambda config, **_: NanAtCalls({3, 4}))
     config = tiny(
         images,
         train={"checkpoint_every": 1, "on_nonfinite": "skip", "max_nonfinite_steps": 2},
@@ -73,7 +73,7 @@ def test_skipped_step_leaves_model_optimizer_scheduler_untouched(
 def test_isolated_bad_steps_are_skipped_and_the_run_finishes(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "build_loss", lambda config, **_: NanAtCalls({2, 5}))
+    monkeypatch.setattr(run_setup, "build_loss", lambda config, **_: NanAtCalls({2, 5}))
     config = tiny(images, train={"on_nonfinite": "skip", "max_nonfinite_steps": 2})
     metrics = train(config, tmp_path, progress=False)
     assert 0.0 <= metrics["recall@1"] <= 1.0
@@ -84,7 +84,7 @@ def test_isolated_bad_steps_are_skipped_and_the_run_finishes(
 def test_stop_reports_the_step_and_its_sample_ids(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loop, "build_loss", lambda config, **_: NanAtCalls({2}))
+    monkeypatch.setattr(run_setup, "build_loss", lambda config, **_: NanAtCalls({2}))
     config = tiny(images)
     with pytest.raises(TrainingError) as caught:
         train(config, tmp_path, progress=False)

@@ -9,7 +9,15 @@ import torch
 
 from supcon.builders import build_model, build_optimizer
 from supcon.config import ModelConfig, OptimConfig
-from supcon.training.optim import parameter_groups, set_backbone_frozen, warmup_cosine
+from supcon.training.optim import (
+    BACKBONE,
+    GROUP_NAMES,
+    HEAD,
+    group_rates,
+    parameter_groups,
+    set_backbone_frozen,
+    warmup_cosine,
+)
 
 
 @pytest.fixture
@@ -72,3 +80,9 @@ def test_warmup_then_cosine() -> None:
     assert values[0] == 0.5 and values[1] == 1.0 and values[2] == 1.0
     assert values[-1] == pytest.approx(0.1)
     assert all(a >= b for a, b in itertools.pairwise(values[2:]))
+
+
+def test_group_names_and_rates_come_from_optim(model) -> None:
+    optimizer = build_optimizer(OptimConfig(lr=0.1, backbone_lr=0.01), model)
+    assert tuple(group_rates(optimizer)) == GROUP_NAMES
+    assert group_rates(optimizer)[HEAD] == 0.1 and group_rates(optimizer)[BACKBONE] == 0.01

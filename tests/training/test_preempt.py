@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import supcon.training.loop as loop
+import supcon.training.setup as run_setup
 from supcon import SupConLoss
 from supcon.training import train
 from supcon.training.checkpoint import load_checkpoint
@@ -55,14 +55,14 @@ def test_signals_at_random_steps_then_resume_match_an_uninterrupted_run(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tiny(images, train={"epochs": 3})  # 3 steps per epoch, 9 in all
-    monkeypatch.setattr(loop, "build_loss", lambda config, **_: SignalAtCall(None, 0))
+    monkeypatch.setattr(run_setup, "build_loss", lambda config, **_: SignalAtCall(None, 0))
     train(config, tmp_path / "straight", progress=False)
 
     run, done = tmp_path / "run", 0
     stops = sorted(random.Random(12).sample(range(1, 9), 2))  # steps 1..8 (seeded)
     for stop_at, signum in zip(stops, (signal.SIGTERM, signal.SIGINT), strict=True):
         monkeypatch.setattr(
-            loop,
+            run_setup,
             "build_loss",
             lambda config, c=stop_at - done, s=signum, **_: SignalAtCall(c, s),
         )
@@ -75,7 +75,7 @@ def test_signals_at_random_steps_then_resume_match_an_uninterrupted_run(
         assert not (run / ".lock").exists() and not (run / "metrics.json").exists()
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers put back
         done = stop_at
-    monkeypatch.setattr(loop, "build_loss", lambda config, **_: SignalAtCall(None, 0))
+    monkeypatch.setattr(run_setup, "build_loss", lambda config, **_: SignalAtCall(None, 0))
     train(config, run, progress=False, resume=True)
     assert_same_run(run, tmp_path / "straight")
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-import supcon.training.loop as loop
+import supcon.training.evaluate as run_evaluate
 from supcon.config import Config, apply_overrides, config_from_dict
 from supcon.training import train
 from supcon.training.checkpoint import load_checkpoint
+from supcon.training.logging import RunLog
 from tests.training.resume_helpers import assert_same_run, killed_then_resumed
 
 # 48 training images of 4 classes / batch 8 = 6 steps per epoch (16 held out).
@@ -61,7 +62,7 @@ def _config(folder: Path, *overrides: str) -> Config:
 def scripted_score(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each evaluation reports ``map@r = 1 / step``: every later evaluation scores worse."""
     last_step = {"step": 0}
-    real_train, real_evaluate = loop.RunLog.train, loop.evaluate
+    real_train, real_evaluate = RunLog.train, run_evaluate.evaluate
 
     def train_row(self, row):
         last_step["step"] = int(row["step"])
@@ -70,8 +71,8 @@ def scripted_score(monkeypatch: pytest.MonkeyPatch) -> None:
     def evaluate(*args, **kwargs):
         return {**real_evaluate(*args, **kwargs), SCRIPTED: 1.0 / last_step["step"]}
 
-    monkeypatch.setattr(loop.RunLog, "train", train_row)
-    monkeypatch.setattr(loop, "evaluate", evaluate)
+    monkeypatch.setattr(RunLog, "train", train_row)
+    monkeypatch.setattr(run_evaluate, "evaluate", evaluate)
 
 
 def _straight_and_resumed(

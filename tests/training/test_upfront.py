@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import supcon.training.loop as loop
+import supcon.training.setup as run_setup
 from supcon.cli import main
 from supcon.config import ConfigError, best_metric_choices, config_to_yaml, load_config
 from supcon.data.sources import FileSplit
@@ -69,11 +69,11 @@ def stopped(images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     """A run on a private copy of the images, stopped by SIGTERM at step 4 (epoch 2 of 2)."""
     data = tmp_path / "images"
     shutil.copytree(images, data)
-    monkeypatch.setattr(loop, "build_loss", lambda c, **_: SignalAtCall(4, 15))
+    monkeypatch.setattr(run_setup, "build_loss", lambda c, **_: SignalAtCall(4, 15))
     run = tmp_path / "run"
     with pytest.raises(Preempted):
         train(tiny(data), run, progress=False)
-    monkeypatch.setattr(loop, "build_loss", lambda c, **_: SignalAtCall(None, 0))
+    monkeypatch.setattr(run_setup, "build_loss", lambda c, **_: SignalAtCall(None, 0))
     return run
 
 

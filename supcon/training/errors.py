@@ -1,0 +1,7 @@
+"""The error a training run stops with when it cannot go on."""
+
+from __future__ import annotations
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, impossible batch); the message says why."""
