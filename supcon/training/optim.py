@@ -23,6 +23,12 @@ def parameter_groups(
     head and everything else use ``lr``. Frozen parameters are included, so unfreezing later
     needs no new optimizer.
 
+    The decay rule matches timm's ``timm.optim.param_groups_weight_decay`` (no decay for
+    tensors of ≤ 1 dimension, biases included), but timm's function is not used: it leaves
+    out frozen parameters, merges everything into one group when ``weight_decay`` is 0 (which
+    would change the optimizer-state layout of checkpoints saved that way) and knows no
+    backbone / head split.
+
     Args:
         model: The model to optimise.
         lr: Learning rate outside the backbone.
@@ -137,7 +143,12 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: flo
 def build_scheduler(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_ratio: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step :func:`warmup_cosine` schedule (scales every group's peak rate alike)."""
+    """Per-step :func:`warmup_cosine` schedule (scales every group's peak rate alike).
+
+    Not timm's ``CosineLRScheduler``: its floor and warmup start are one absolute rate for all
+    groups, where here each group keeps ``min_ratio`` of its own peak (head, backbone and loss
+    groups have different peaks); see ``benchmarks/schedule_vs_timm.py``.
+    """
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps, min_ratio)
     )

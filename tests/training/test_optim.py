@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from supcon.training.optim import (
     BACKBONE,
     GROUP_NAMES,
     HEAD,
+    build_scheduler,
     group_rates,
     parameter_groups,
     set_backbone_frozen,
@@ -80,6 +82,52 @@ def test_warmup_then_cosine() -> None:
     assert values[0] == 0.5 and values[1] == 1.0 and values[2] == 1.0
     assert values[-1] == pytest.approx(0.1)
     assert all(a >= b for a, b in itertools.pairwise(values[2:]))
+
+
+def _hand_lr(peak: float, step: int, total: int, warmup: int, ratio: float) -> float:
+    """The documented schedule, written out in float64: linear warmup that reaches ``peak`` at
+    step ``warmup - 1``, then a half cosine from ``peak`` to ``ratio * peak`` at ``total``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    done = min(step - warmup, total - warmup) / (total - warmup)
+    return peak * (ratio + (1 - ratio) * (1 + math.cos(math.pi * done)) / 2)
+
+
+@pytest.mark.parametrize(("warmup", "ratio"), [(0, 0.0), (3, 0.01), (5, 0.25)])
+def test_schedule_matches_the_formula_per_group_at_every_step_and_after_resume(
+    warmup: int, ratio: float
+) -> None:
+    peaks = {"head": 1e-3, "backbone": 1e-4, "loss": 0.1}  # each group keeps its own ratio
+    total, resume_at = 20, 9
+
+    def optimizer() -> torch.optim.Optimizer:
+        groups = [{"name": n, "params": [torch.nn.Parameter(torch.ones(2))], "lr": lr}
+                  for n, lr in peaks.items()]  # fmt: skip
+        return torch.optim.SGD(groups, lr=1.0)
+
+    opt = optimizer()
+    schedule = build_scheduler(opt, total_steps=total, warmup_steps=warmup, min_ratio=ratio)
+    straight, saved = [], None
+    for step in range(total + 2):  # two steps past the end stay at the floor
+        for group in opt.param_groups:
+            expected = _hand_lr(peaks[group["name"]], step, total, warmup, ratio)
+            assert group["lr"] == pytest.approx(expected, rel=1e-12, abs=0), (step, group["name"])
+        straight.append([group["lr"] for group in opt.param_groups])
+        if step == resume_at:
+            saved = schedule.state_dict(), opt.state_dict()
+        opt.step()
+        schedule.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(ratio * peaks["head"], abs=1e-15)
+
+    # A fresh optimizer + schedule restored at step `resume_at` continues bit for bit.
+    again = optimizer()
+    resumed = build_scheduler(again, total_steps=total, warmup_steps=warmup, min_ratio=ratio)
+    resumed.load_state_dict(saved[0])
+    again.load_state_dict(saved[1])
+    for step in range(resume_at, total + 2):
+        assert [group["lr"] for group in again.param_groups] == straight[step], step
+        again.step()
+        resumed.step()
 
 
 def test_group_names_and_rates_come_from_optim(model) -> None:
