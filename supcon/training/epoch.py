@@ -234,7 +234,7 @@ def wrap(model: nn.Module, device: torch.device, compile_model: bool) -> tuple[A
             device_ids=[device.index] if device.type == "cuda" else None,
             broadcast_buffers=False,
         )
-    train_model = ddp if ddp is not None else model
+    train_model: Any = ddp if ddp is not None else model
     if compile_model:
         train_model = torch.compile(train_model)
     return train_model, ddp

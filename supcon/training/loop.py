@@ -63,7 +63,7 @@ def train(
         RunLocked: when another process writes to ``run_dir``.
     """
     config = prepare(config)  # checks that need no data; seeds every RNG
-    paths = RunDir(run_dir)
+    paths = RunDir(Path(run_dir))
     with run_lock(paths.root):  # rank 0 holds it; every rank raises if it is taken
         run = setup(
             config, paths, progress=progress, resume=resume, allow_data_change=allow_data_change

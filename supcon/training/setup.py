@@ -130,7 +130,7 @@ def setup(
     )
     dataset = MultiViewDataset(train_split, train_transform, config.data.views, seed=tc.seed)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
-    model.to(device=device, memory_format=memory_format)
+    model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
     num_classes = int(train_split.labels.max()) + 1 if train_split.labeled else None
     loss_fn = build_loss(
         config.loss,
