@@ -13,6 +13,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from supcon.losses.gather import gather_rows
+from supcon.losses.rows import LocalRows
 from supcon.losses.structure import PairStructure
 
 ContrastMode = Literal["all", "one"]
@@ -151,32 +153,6 @@ def _check_pairs(
                 f" outside the batch of {num_rows} rows; mine on the same (flattened) batch."
             )
     return (a1, p), (a2, n)
-
-
-@dataclass
-class LocalRows:
-    """A validated, flattened batch before gathering and before reference rows are added.
-
-    Attributes:
-        flat: ``(N, D)`` rows (view-major for ``(B, V, D)`` input), original dtype.
-        num_samples: ``B`` (``N`` for ``(N, D)`` input).
-        num_anchors: The first ``num_anchors`` rows are anchors.
-        keys: ``(N,)`` int64 keys (labels or sample ids), or ``None``.
-        keys_are_labels: True when ``keys`` are class labels (shared across ranks), False when
-            they are per-batch sample ids (made distinct per rank when gathering).
-        multi_hot: ``(N, C)`` boolean labels, or ``None``.
-        dense_positive: ``(num_anchors, N)`` boolean user mask, or ``None``.
-        indices_tuple: The raw miner output, validated later against the final row count.
-    """
-
-    flat: Tensor
-    num_samples: int
-    num_anchors: int
-    keys: Tensor | None = None
-    keys_are_labels: bool = False
-    multi_hot: Tensor | None = None
-    dense_positive: Tensor | None = None
-    indices_tuple: tuple[Tensor, ...] | None = None
 
 
 def flatten_batch(
@@ -397,8 +373,6 @@ def prepare_batch(
     refs, ref_t = attach_references(rows, ref_embeddings, ref_labels)
     anchor_offset, distributed = 0, False
     if gather_distributed:
-        from supcon.losses.gather import gather_rows
-
         rows, anchor_offset, distributed = gather_rows(rows)
 
     device = rows.flat.device
