@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from supcon.evaluation.backend import resolve_device
-from supcon.evaluation.metrics import ArrayLike, _embeddings, _to_numpy
-from supcon.samplers import EpisodicSampler
-from supcon.samplers._common import as_label_array
+from supcon.evaluation.metrics import ArrayLike, embedding_rows
+from supcon.evaluation.unit import as_numpy
+from supcon.samplers import EpisodicSampler, as_label_array
 
 #: A batch of episodes holds at most this many gathered embedding values (≈ 64 MB in float32).
 BATCH_ELEMENTS = 1 << 24
@@ -193,8 +193,8 @@ def _check_episode_fits(labels: np.ndarray, n_way: int, k_shot: int, n_query: in
 
 def _prepare(embeddings: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Normalised ``(N, D)`` float32 embeddings and ``(N,)`` int64 labels, checked."""
-    emb = _embeddings(embeddings, "embeddings")
-    lab = _to_numpy(labels)
+    emb = embedding_rows(embeddings, "embeddings")
+    lab = as_numpy(labels)
     if lab.ndim != 1 or len(lab) != len(emb):
         raise ValueError(
             f"labels must be ({len(emb)},), one per embedding row, got shape {lab.shape}; "

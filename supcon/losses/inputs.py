@@ -70,7 +70,8 @@ def check_contrast_mode(contrast_mode: str) -> ContrastMode:
     return contrast_mode  # type: ignore[return-value]
 
 
-def _check_embeddings(embeddings: Tensor, name: str) -> None:
+def check_embeddings(embeddings: Tensor, name: str) -> None:
+    """Raise unless ``embeddings`` is a non-empty, finite floating-point tensor."""
     if not isinstance(embeddings, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(embeddings).__name__}.")
     if not embeddings.is_floating_point():
@@ -92,7 +93,7 @@ def _check_embeddings(embeddings: Tensor, name: str) -> None:
         )
 
 
-def _as_long_labels(labels: Tensor | Sequence[int], name: str, device: torch.device) -> Tensor:
+def as_long_labels(labels: Tensor | Sequence[int], name: str, device: torch.device) -> Tensor:
     """Convert 1-D integer labels to int64, refusing floats that are not whole numbers."""
     labels = torch.as_tensor(labels, device=device)
     if labels.dtype == torch.bool:
@@ -181,7 +182,7 @@ def flatten_batch(
         ValueError: naming the argument at fault and how to fix it.
     """
     check_contrast_mode(contrast_mode)
-    _check_embeddings(embeddings, "embeddings")
+    check_embeddings(embeddings, "embeddings")
     if embeddings.dim() not in (2, 3):
         raise ValueError(
             f"embeddings must be (N, D) or (B, V, D), got shape {tuple(embeddings.shape)}."
@@ -231,7 +232,7 @@ def flatten_batch(
     if labels is not None:
         label_t = torch.as_tensor(labels, device=device)
         if label_t.dim() == 1:
-            label_t = _as_long_labels(label_t, "labels", device)
+            label_t = as_long_labels(label_t, "labels", device)
         label_t = _check_labels(
             label_t,
             "labels",
@@ -246,7 +247,7 @@ def flatten_batch(
         else:
             rows.multi_hot = label_t
     elif sample_ids is not None:
-        ids = _as_long_labels(sample_ids, "sample_ids", device)
+        ids = as_long_labels(sample_ids, "sample_ids", device)
         if ids.dim() != 1 or ids.shape[0] != num_rows:
             raise ValueError(
                 f"sample_ids must be (N,) with N={num_rows} (one id per embedding row), got "
@@ -312,7 +313,7 @@ def attach_references(
     device = rows.flat.device
     ref_t = torch.as_tensor(ref_labels, device=device)
     if ref_t.dim() == 1:
-        ref_t = _as_long_labels(ref_t, "ref_labels", device)
+        ref_t = as_long_labels(ref_t, "ref_labels", device)
     expected_dim = 1 if rows.multi_hot is None else 2
     if ref_t.dim() != expected_dim:
         raise ValueError(
@@ -326,7 +327,7 @@ def attach_references(
         )
     if ref_embeddings.shape[0] == 0:
         return None, None
-    _check_embeddings(ref_embeddings, "ref_embeddings")
+    check_embeddings(ref_embeddings, "ref_embeddings")
     return ref_embeddings, ref_t
 
 

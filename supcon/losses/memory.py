@@ -33,7 +33,7 @@ from supcon.distributed import (
     view_major_order,
 )
 from supcon.losses.functional import l2_normalize
-from supcon.losses.inputs import _as_long_labels, _check_embeddings
+from supcon.losses.inputs import as_long_labels, check_embeddings
 
 #: Ids of unlabelled rows start here and count up (never equal to a real class id).
 UNLABELLED_ID_BASE = -(1 << 62)
@@ -136,7 +136,7 @@ class CrossBatchMemory(nn.Module):
         Raises:
             ValueError: on malformed input, naming the argument.
         """
-        _check_embeddings(embeddings, "embeddings")
+        check_embeddings(embeddings, "embeddings")
         if embeddings.dim() not in (2, 3) or embeddings.shape[-1] != self.dim:
             raise ValueError(
                 f"embeddings must be (N, {self.dim}) or (B, V, {self.dim}) for this memory, got "
@@ -150,7 +150,7 @@ class CrossBatchMemory(nn.Module):
         device = self.queue_embeddings.device
         flat = flat.to(device)
         if labels is not None:
-            label_t = _as_long_labels(labels, "labels", device)
+            label_t = as_long_labels(labels, "labels", device)
             if label_t.dim() != 1 or label_t.shape[0] != embeddings.shape[0]:
                 raise ValueError(
                     f"labels must be (N,) integer class ids with N={embeddings.shape[0]} (one "

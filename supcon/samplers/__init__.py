@@ -12,7 +12,7 @@ from typing import Any
 
 from torch.utils.data import Sampler
 
-from supcon.samplers._common import LabelsLike
+from supcon.samplers._common import LabelsLike, as_label_array
 from supcon.samplers.episodic import EpisodicSampler
 from supcon.samplers.m_per_class import MPerClassSampler
 
@@ -92,4 +92,4 @@ def build_sampler(
     return cls(labels, batch_size=batch_size, **kwargs, **common)
 
 
-__all__ = ["SAMPLERS", "EpisodicSampler", "MPerClassSampler", "build_sampler"]
+__all__ = ["SAMPLERS", "EpisodicSampler", "MPerClassSampler", "as_label_array", "build_sampler"]
