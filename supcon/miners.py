@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from pytorch_metric_learning import miners as pml_miners
 from torch import Tensor, nn
 
-from supcon.distributed import all_gather_no_grad, get_rank, is_distributed
+from supcon.distributed import (
+    all_gather_variable_no_grad,
+    gather_sizes,
+    get_rank,
+    is_distributed,
+)
+from supcon.losses.rows import view_major
 
 PairTuple = tuple[Tensor, Tensor, Tensor, Tensor]
 
@@ -48,14 +54,14 @@ def flatten_views(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(
             f"flatten_views needs (B, V, D) embeddings, got shape {tuple(embeddings.shape)}."
         )
-    num_samples, num_views, dim = embeddings.shape
+    num_samples, num_views, _ = embeddings.shape
     labels = torch.as_tensor(labels, device=embeddings.device)
     if labels.shape != (num_samples,):
         raise ValueError(
             f"labels must be (B,) = ({num_samples},) for (B, V, D) embeddings, got shape "
             f"{tuple(labels.shape)}."
         )
-    flat = embeddings.transpose(0, 1).reshape(num_samples * num_views, dim)
+    flat = view_major(embeddings)
     return flat, labels.repeat(num_views)
 
 
@@ -369,22 +375,13 @@ def _check_inputs(
 
 
 def _gather_rows(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
-    """All-gather rows whose count may differ per rank; return them and this rank's offset."""
-    count = torch.tensor([embeddings.shape[0]], device=embeddings.device)
-    counts = all_gather_no_grad(count).tolist()
-    most = max(counts)
-    pad = most - embeddings.shape[0]
-    padded = F.pad(embeddings, (0, 0, 0, pad))
-    padded_labels = F.pad(labels, (0, pad))
-    gathered = all_gather_no_grad(padded.contiguous())
-    gathered_labels = all_gather_no_grad(padded_labels.contiguous())
-    keep = torch.cat(
-        [
-            torch.arange(r * most, r * most + c, device=embeddings.device)
-            for r, c in enumerate(counts)
-        ]
+    """Every rank's rows and labels (counts may differ per rank) and this rank's offset."""
+    sizes = gather_sizes(embeddings.shape[0], embeddings.device)
+    return (
+        all_gather_variable_no_grad(embeddings, sizes),
+        all_gather_variable_no_grad(labels, sizes),
+        sum(sizes[: get_rank()]),
     )
-    return gathered[keep], gathered_labels[keep], sum(counts[: get_rank()])
 
 
 _PML_MINERS: dict[str, type[nn.Module]] = {

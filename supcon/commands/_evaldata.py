@@ -63,19 +63,6 @@ def add_data_arguments(parser: argparse.ArgumentParser, default_split: str) -> N
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available; refuses CUDA on a machine without it."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name} but CUDA is not available; use --device cpu")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
-
-
 def _concat(first: Split, second: Split) -> Split:
     """Both splits as one, without query/gallery flags (class ids of ``second`` kept)."""
     import torch

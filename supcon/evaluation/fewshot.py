@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from supcon.evaluation.backend import resolve_device
+from supcon.devices import resolve_device
 from supcon.evaluation.metrics import ArrayLike, embedding_rows
 from supcon.evaluation.unit import as_numpy
 from supcon.samplers import EpisodicSampler, as_label_array

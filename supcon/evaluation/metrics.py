@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from supcon.devices import resolve_device
 from supcon.evaluation import knn
-from supcon.evaluation.backend import resolve_device, say
+from supcon.evaluation.backend import say
 from supcon.evaluation.unit import as_numpy, unit_rows
 
 ArrayLike = np.ndarray | torch.Tensor

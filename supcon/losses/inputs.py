@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from supcon.losses.gather import gather_rows
-from supcon.losses.rows import LocalRows
+from supcon.losses.rows import LocalRows, view_major
 from supcon.losses.structure import PairStructure
 
 ContrastMode = Literal["all", "one"]
@@ -199,9 +199,9 @@ def flatten_batch(
         )
 
     if embeddings.dim() == 3:
-        num_samples, num_views, dim = embeddings.shape
+        num_samples, num_views, _ = embeddings.shape
         # View-major layout, as SupContrast: rows [v * B + b].
-        flat = embeddings.transpose(0, 1).reshape(num_samples * num_views, dim)
+        flat = view_major(embeddings)
         if sample_ids is not None:
             raise ValueError(
                 "sample_ids are implied by (B, V, D) embeddings; drop sample_ids or pass (N, D)."
@@ -212,7 +212,7 @@ def flatten_batch(
                 "labels, or at least two augmented views per sample as (B, V, D)."
             )
     else:
-        num_samples, num_views, dim = embeddings.shape[0], 1, embeddings.shape[1]
+        num_samples, num_views = embeddings.shape[0], 1
         flat = embeddings
         if labels is None and sample_ids is None and mask is None and indices_tuple is None:
             raise ValueError(

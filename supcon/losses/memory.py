@@ -34,6 +34,7 @@ from supcon.distributed import (
 )
 from supcon.losses.functional import l2_normalize
 from supcon.losses.inputs import as_long_labels, check_embeddings
+from supcon.losses.rows import view_major
 
 #: Ids of unlabelled rows start here and count up (never equal to a real class id).
 UNLABELLED_ID_BASE = -(1 << 62)
@@ -145,7 +146,7 @@ class CrossBatchMemory(nn.Module):
         num_views = embeddings.shape[1] if embeddings.dim() == 3 else 1
         flat = embeddings.detach()
         if embeddings.dim() == 3:
-            flat = flat.transpose(0, 1).reshape(-1, self.dim)
+            flat = view_major(flat)
         flat = l2_normalize(flat.to(torch.float32))
         device = self.queue_embeddings.device
         flat = flat.to(device)

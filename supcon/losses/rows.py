@@ -1,11 +1,29 @@
-"""A validated, flattened contrastive batch before gathering: what :mod:`.inputs` produces and
-:mod:`.gather` concatenates across ranks."""
+"""The row order of a flattened contrastive batch, and the batch before gathering.
+
+:func:`view_major` is the one place that flattens ``(B, V, D)`` views into rows (the loss, the
+miners, the cross-batch memory and the training step all use it); :class:`LocalRows` is what
+:mod:`.inputs` produces and :mod:`.gather` concatenates across ranks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from torch import Tensor
+
+
+def view_major(grouped: Tensor) -> Tensor:
+    """Flatten ``(B, V, ...)`` views into ``(V * B, ...)`` rows, view-major as SupContrast.
+
+    View ``v`` of sample ``b`` lands on row ``v * B + b``, so rows ``[0, B)`` are every
+    sample's first view; labels follow with ``labels.repeat(V)``.
+
+    Args:
+        grouped: ``(B, V, ...)``.
+
+    Returns:
+        ``(V * B, ...)``.
+    """
+    return grouped.transpose(0, 1).reshape(-1, *grouped.shape[2:])
 
 
 @dataclass
