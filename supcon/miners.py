@@ -9,7 +9,6 @@ SupCon denominator holds the positives plus the ``k`` negatives most similar to 
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -17,6 +16,8 @@ import torch.nn.functional as F
 from pytorch_metric_learning import miners as pml_miners
 from torch import Tensor, nn
 
+from supcon import blocks
+from supcon.arguments import constructor_arguments, reject_arguments
 from supcon.distributed import (
     all_gather_variable_no_grad,
     gather_sizes,
@@ -26,12 +27,6 @@ from supcon.distributed import (
 from supcon.losses.rows import view_major
 
 PairTuple = tuple[Tensor, Tensor, Tensor, Tensor]
-
-# Similarities per (rows, candidates) block, which bounds mining memory at O(block * M). On CPU,
-# 16 MiB float32 blocks are faster than one big matrix (cache, fewer page faults); accelerators
-# prefer fewer, larger blocks.
-_CPU_BLOCK_ELEMENTS = 1 << 22
-_ACCELERATOR_BLOCK_ELEMENTS = 1 << 25
 
 
 def flatten_views(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -255,8 +250,8 @@ def mine_topk_negatives(
     num_anchors, num_candidates = anchors.shape[0], candidates.shape[0]
     device = anchors.device
     if block_rows is None:
-        elements = _CPU_BLOCK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_BLOCK_ELEMENTS
-        block_rows = max(1, elements // max(num_candidates, 1))
+        elements = blocks.for_device(blocks.MINER_BLOCK_ELEMENTS, device.type)
+        block_rows = blocks.rows_per_block(elements, num_candidates)
     kk = min(k, num_candidates)
     a1, p = positive_pairs(anchor_labels, candidate_labels, self_offset=self_offset)
     has_positive = torch.bincount(a1, minlength=num_anchors) > 0
@@ -398,7 +393,7 @@ _PML_MINERS: dict[str, type[nn.Module]] = {
 MINERS: dict[str, type[nn.Module]] = {"topk": TopKNegativeMiner, **_PML_MINERS}
 
 
-def build_miner(name: str | None, **kwargs: Any) -> nn.Module | None:
+def create_miner(name: str | None, **kwargs: Any) -> nn.Module | None:
     """Build a miner from a recipe's ``miner:`` section.
 
     Args:
@@ -418,13 +413,12 @@ def build_miner(name: str | None, **kwargs: Any) -> nn.Module | None:
         ValueError: for an unknown name or argument, listing the valid ones.
     """
     if name is None or name == "none":
-        if kwargs:
-            raise ValueError(f"miner 'none' takes no arguments, got {sorted(kwargs)}.")
+        reject_arguments("miner", "none", kwargs)
         return None
     if name not in MINERS:
         raise ValueError(f"unknown miner {name!r}; choose one of {sorted(MINERS)} or 'none'.")
     cls = MINERS[name]
-    valid = _constructor_arguments(cls)
+    valid = set(constructor_arguments(cls))
     unknown = sorted(set(kwargs) - valid)
     if unknown:
         raise ValueError(
@@ -435,20 +429,3 @@ def build_miner(name: str | None, **kwargs: Any) -> nn.Module | None:
         return cls(**kwargs)
     except TypeError as err:
         raise ValueError(f"miner {name!r}: {err}; valid arguments are {sorted(valid)}.") from None
-
-
-def _constructor_arguments(cls: type) -> set[str]:
-    """Named ``__init__`` arguments of ``cls``, following ``**kwargs`` up the MRO."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass) or klass in (nn.Module, object):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        names |= {
-            p.name
-            for p in params
-            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        }
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names

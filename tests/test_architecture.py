@@ -30,6 +30,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
         (
             "supcon",
             "supcon._lazy",
+            "supcon.arguments",
+            "supcon.blocks",
             "supcon.errors",
             "supcon.io",
             "supcon.distributed",
@@ -37,7 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
             "supcon.reporting",
             "supcon.outputs",
         ),
-        "errors, atomic files, ranks and collectives, the device rule, text tables",
+        "errors, argument checks, atomic files, ranks and collectives, the device rule, tables",
     ),
     (
         "core",

@@ -32,14 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from supcon import blocks
 from supcon.devices import resolve_device
 from supcon.evaluation import knn
 from supcon.evaluation.backend import say
 from supcon.evaluation.unit import as_numpy, unit_rows
 
 ArrayLike = np.ndarray | torch.Tensor
-#: Query-chunk neighbour lists hold at most this many entries (≈ 40 bytes each while scored).
-CHUNK_ELEMENTS = 1 << 22
 
 
 def embedding_rows(x: ArrayLike, name: str) -> np.ndarray:
@@ -346,7 +345,7 @@ def retrieval_metrics(
         while start < len(by_depth):
             # Deep lists (large classes) get fewer rows per chunk: chunk · K stays bounded.
             stop = min(start + chunk_size, len(by_depth))
-            fit = max(1, CHUNK_ELEMENTS // max(1, int(depth[by_depth[stop - 1]])))
+            fit = blocks.rows_per_block(blocks.CHUNK_ELEMENTS, int(depth[by_depth[stop - 1]]))
             rows = by_depth[start : min(stop, start + fit)]
             start += len(rows)
             _, ids = knn.search_blocks(
