@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
             "supcon.io",
             "supcon.distributed",
             "supcon.devices",
+            "supcon.eval_mode",
             "supcon.reporting",
             "supcon.outputs",
         ),

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from supcon.distributed import all_gather_no_grad, get_rank, get_world_size
+from supcon.eval_mode import eval_mode
 from supcon.io import atomic_write_bytes, atomic_write_json, sidecar_path
 
 FORMAT = "supcon-embeddings/1"
@@ -63,10 +64,8 @@ def extract_embeddings(
     rank, world = get_rank(), get_world_size()
     shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    was_training = model.training
-    model.eval()
     chunks, labels, ids = [], [], []
-    try:
+    with eval_mode(model):
         for images, batch_labels, batch_ids in tqdm(
             loader, desc="embed", disable=not progress or rank != 0, leave=False
         ):
@@ -81,8 +80,6 @@ def extract_embeddings(
             chunks.append(out.float().cpu())
             labels.append(torch.as_tensor(batch_labels, dtype=torch.int64))
             ids.append(torch.as_tensor(batch_ids, dtype=torch.int64))
-    finally:
-        model.train(was_training)
     emb = torch.cat(chunks) if chunks else torch.empty(0, 0)
     lab = torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64)
     idx = torch.cat(ids) if ids else torch.empty(0, dtype=torch.int64)
