@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from supcon.training.distributed import distributed_session
+    from supcon.distributed import distributed_session
     from supcon.training.errors import TrainingError
     from supcon.training.loop import train
     from supcon.training.preempt import Preempted
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "TrainingError": "supcon.training.errors",
     "train": "supcon.training.loop",
-    "distributed_session": "supcon.training.distributed",
+    "distributed_session": "supcon.distributed",
     "Preempted": "supcon.training.preempt",
 }
 __all__ = ["Preempted", "TrainingError", "distributed_session", "train"]

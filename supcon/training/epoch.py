@@ -13,13 +13,13 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from supcon.distributed import get_world_size, mean_over_ranks
 from supcon.rundir import LAST
 from supcon.training.criterion import (
     anchors_without_positives,
     average_loss_gradients,
     step_loss,
 )
-from supcon.training.distributed import get_world_size, mean_over_ranks
 from supcon.training.gradcache import cached_backward
 from supcon.training.guard import (
     nonfinite_state,

@@ -10,8 +10,8 @@ from torch import nn
 
 from supcon.data import Split
 from supcon.data.transforms import Transform
+from supcon.distributed import broadcast_buffers
 from supcon.evaluation import evaluate_split
-from supcon.training.distributed import broadcast_buffers
 from supcon.training.errors import TrainingError
 
 if TYPE_CHECKING:

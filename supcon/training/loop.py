@@ -42,7 +42,7 @@ def train(
     ``metrics.json`` into ``run_dir`` (see :class:`supcon.rundir.RunDir`); under torchrun every
     rank evaluates (so the evaluator can shard the embedding) but only rank 0 writes, and the
     process group must already be initialised
-    (:func:`supcon.training.distributed.distributed_session`).
+    (:func:`supcon.distributed.distributed_session`).
 
     Args:
         config: The resolved run configuration.

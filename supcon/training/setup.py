@@ -31,16 +31,12 @@ from supcon.data import MultiViewDataset, Split, build_transforms, input_channel
 from supcon.data.build import describe_transforms
 from supcon.data.verify import screen_splits, write_skipped
 from supcon.data.workers import resolve_num_workers
+from supcon.devices import resolve_device
+from supcon.distributed import get_rank, get_world_size, launched_by_torchrun
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.rundir import RunDir
 from supcon.training.amp import check_precision, grad_scaler
 from supcon.training.checkpoint import load_checkpoint_or_previous
-from supcon.training.distributed import (
-    get_rank,
-    get_world_size,
-    launched_by_torchrun,
-    resolve_device,
-)
 from supcon.training.errors import TrainingError
 from supcon.training.fingerprint import data_change, data_fingerprint
 from supcon.training.guard import NonFiniteGuard
