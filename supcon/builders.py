@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from supcon.config import Config, LossConfig, MinerConfig, ModelConfig, OptimConfig
+from supcon.config import Config, ConfigError, LossConfig, MinerConfig, ModelConfig, OptimConfig
 from supcon.losses import CrossBatchMemory
 from supcon.models import EmbeddingModel, GeM, create_backbone
 
@@ -88,7 +88,7 @@ def build_loss(
         }
         return make_loss(DEFAULT_LOSS, args)
     if losses()[config.name].class_based and num_classes is None:
-        raise ValueError(f"loss.name={config.name} needs num_classes (labeled training data)")
+        raise ConfigError(f"loss.name={config.name} needs num_classes (labeled training data)")
     loss = make_loss(
         config.name, config.args, num_classes=num_classes, embedding_size=embedding_size
     )
@@ -97,7 +97,7 @@ def build_loss(
     from supcon.losses.pml_memory import ResumableCrossBatchMemory
 
     if embedding_size is None:
-        raise ValueError("loss.memory_size needs the embedding size")
+        raise ConfigError("loss.memory_size needs the embedding size")
     return ResumableCrossBatchMemory(loss, embedding_size, memory_size=config.memory_size)
 
 
@@ -170,12 +170,12 @@ def build_batch_sampler(
     name, args = config.sampler.name, dict(config.sampler.args)
     if name == "random":
         if args:
-            raise ValueError(f"sampler 'random' takes no args, got {sorted(args)}")
+            raise ConfigError(f"sampler 'random' takes no args, got {sorted(args)}")
         return RandomBatchSampler(
             len(labels), batch_size, num_replicas=num_replicas, rank=rank, seed=seed
         )
     if batch_size % num_replicas:
-        raise ValueError(
+        raise ConfigError(
             f"train.batch_size={batch_size} does not split evenly over {num_replicas} "
             f"processes; use a multiple of {num_replicas}"
         )
@@ -185,7 +185,7 @@ def build_batch_sampler(
     if name == "m_per_class" and isinstance(args.get("m"), int):
         problem = m_per_class_problem(labels, batch_size, args["m"], num_replicas)
         if problem:
-            raise ValueError(problem)
+            raise ConfigError(problem)
     per_rank = batch_size // num_replicas
     try:
         return build_sampler(
@@ -199,7 +199,7 @@ def build_batch_sampler(
         )
     except ValueError as exc:
         where = f" over {num_replicas} processes" if num_replicas > 1 else ""
-        raise ValueError(
+        raise ConfigError(
             f"sampler.name={name}: {exc} (batch_size here is train.batch_size={batch_size}"
             f"{where}, {per_rank} per process)"
         ) from None
@@ -216,7 +216,7 @@ def build_miner(config: MinerConfig, *, distributed: bool = False) -> nn.Module 
     """
     if config.name == "none":
         if config.args:
-            raise ValueError(f"miner 'none' takes no args, got {sorted(config.args)}")
+            raise ConfigError(f"miner 'none' takes no args, got {sorted(config.args)}")
         return None
     from supcon.miners import MINERS
     from supcon.miners import build_miner as make_miner

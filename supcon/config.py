@@ -19,8 +19,10 @@ from typing import Any, Literal
 
 import yaml
 
+from supcon.errors import SupconError
 
-class ConfigError(ValueError):
+
+class ConfigError(SupconError, ValueError):
     """A recipe or override is wrong; the message says what and how to fix it."""
 
 

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 import supcon
-from supcon.errors import UserError
+from supcon.errors import InputError, UserError
 from supcon.io import atomic_write_bytes, atomic_write_json
 
 if TYPE_CHECKING:
@@ -147,7 +147,7 @@ def transform_from_steps(steps: list[dict[str, Any]]) -> Transform:
         elif op == "normalize":
             built.append(v2.Normalize(step["mean"], step["std"]))
         else:
-            raise ValueError(f"unknown transform step {op!r} in an export sidecar")
+            raise InputError(f"unknown transform step {op!r} in an export sidecar")
     return v2.Compose(built)
 
 

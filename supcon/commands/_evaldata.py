@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from supcon.errors import UserError
+from supcon.errors import InputError, UserError
 
 if TYPE_CHECKING:
     import torch
@@ -228,7 +228,7 @@ def load_or_embed(
     path = Path(source)
     if path.suffix in EXTENSIONS:
         if args.data is not None:
-            raise ValueError("--data applies to a run; embeddings files are used as they are")
+            raise InputError("--data applies to a run; embeddings files are used as they are")
         return load_embeddings(path), str(path)
     loaded = load_model(path, device=device)
     items, description = load_items(loaded, args.data, args.split)

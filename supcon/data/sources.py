@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from supcon.errors import SupconError
+
 IMAGE_EXTENSIONS = (
     ".jpg",
     ".jpeg",
@@ -46,7 +48,7 @@ BACKGROUND = (255, 255, 255)
 BAD_IMAGE_KINDS = ("zero-byte", "not an image", "truncated or corrupt", "too large", "unreadable")
 
 
-class DataError(ValueError):
+class DataError(SupconError, ValueError):
     """The data on disk cannot be used as given; the message says what to change."""
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from supcon.errors import InputError
+
 
 def _faiss() -> Any:
     """The faiss module, imported on first use (``import supcon`` stays light)."""
@@ -56,9 +58,9 @@ def resolve_device(device: str | torch.device | None, *tensors: object) -> torch
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} but CUDA is not available; use device='cpu'")
+        raise InputError(f"device={str(device)!r} but CUDA is not available; use device='cpu'")
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {str(device)!r}")
+        raise InputError(f"device must be 'cpu', 'cuda' or 'auto', got {str(device)!r}")
     return device
 
 

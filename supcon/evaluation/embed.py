@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from supcon.distributed import all_gather_no_grad, get_rank, get_world_size
+from supcon.errors import InputError, MissingFileError
 from supcon.io import atomic_write_bytes, atomic_write_json
 
 FORMAT = "supcon-embeddings/1"
@@ -155,15 +156,15 @@ class EmbeddingSet:
     def __post_init__(self) -> None:
         n = len(self.embeddings)
         if self.embeddings.ndim != 2:
-            raise ValueError(f"embeddings must be (N, D), got shape {self.embeddings.shape}")
+            raise InputError(f"embeddings must be (N, D), got shape {self.embeddings.shape}")
         for name in ("labels", "ids", "is_query", "is_gallery"):
             value = getattr(self, name)
             if value is not None and value.shape != (n,):
-                raise ValueError(
+                raise InputError(
                     f"{name} must be ({n},) to match the embeddings, got {value.shape}"
                 )
         if self.paths is not None and len(self.paths) != n:
-            raise ValueError(f"paths has {len(self.paths)} entries for {n} embeddings")
+            raise InputError(f"paths has {len(self.paths)} entries for {n} embeddings")
 
     @property
     def dim(self) -> int:
@@ -216,7 +217,7 @@ def save_embeddings(path: str | Path, data: EmbeddingSet) -> Path:
             atomic_write_bytes(target, _npy_bytes(array))
             files[name] = target.name
     else:
-        raise ValueError(f"embeddings go to a .npy or .safetensors file, got {str(path)!r}")
+        raise InputError(f"embeddings go to a .npy or .safetensors file, got {str(path)!r}")
     atomic_write_json(
         _sidecar(path),
         {
@@ -241,22 +242,22 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"embedding file {str(path)!r} not found")
+        raise MissingFileError(f"embedding file {str(path)!r} not found")
     meta: dict[str, Any] = {}
     if _sidecar(path).is_file():
         try:
             meta = json.loads(_sidecar(path).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(f"{str(_sidecar(path))!r} is not valid JSON") from None
+            raise InputError(f"{str(_sidecar(path))!r} is not valid JSON") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{str(_sidecar(path))!r} is not a supcon embedding description")
+            raise InputError(f"{str(_sidecar(path))!r} is not a supcon embedding description")
         wrong = [
             key
             for key, kind in (("files", dict), ("model", dict), ("class_names", list))
             if key in meta and not isinstance(meta[key], kind)
         ]
         if wrong or not isinstance(meta.get("paths") or [], list):
-            raise ValueError(
+            raise InputError(
                 f"{str(_sidecar(path))!r} has malformed key(s) {', '.join(wrong) or 'paths'}; "
                 "write the embeddings again with supcon embed"
             )
@@ -266,16 +267,16 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
         try:
             arrays = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
-            raise ValueError(f"cannot read {str(path)!r} as safetensors: {exc}") from None
+            raise InputError(f"cannot read {str(path)!r} as safetensors: {exc}") from None
     elif path.suffix == ".npy":
         arrays = {"embeddings": _load_npy(path)}
         for name, file in meta.get("files", {}).items():
             if name != "embeddings":
                 arrays[name] = _load_npy(path.with_name(file))
     else:
-        raise ValueError(f"embeddings are read from .npy or .safetensors, got {str(path)!r}")
+        raise InputError(f"embeddings are read from .npy or .safetensors, got {str(path)!r}")
     if "embeddings" not in arrays:
-        raise ValueError(f"{str(path)!r} holds no 'embeddings' tensor")
+        raise InputError(f"{str(path)!r} holds no 'embeddings' tensor")
     emb = np.asarray(arrays["embeddings"], dtype=np.float32)
     n = len(emb)
     flags = {k: arrays[k].astype(bool) if k in arrays else None for k in ("is_query", "is_gallery")}
@@ -293,8 +294,8 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
 
 def _load_npy(path: Path) -> np.ndarray:
     if not path.is_file():
-        raise FileNotFoundError(f"{str(path)!r} is missing (part of an embedding file)")
+        raise MissingFileError(f"{str(path)!r} is missing (part of an embedding file)")
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise ValueError(f"cannot read {str(path)!r} as .npy: {exc}") from None
+        raise InputError(f"cannot read {str(path)!r} as .npy: {exc}") from None

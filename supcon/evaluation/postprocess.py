@@ -22,30 +22,32 @@ import faiss
 import numpy as np
 import torch
 
+from supcon.errors import InputError
+
 ArrayLike = np.ndarray | torch.Tensor
 
 
 def _unit(x: ArrayLike, name: str) -> np.ndarray:
     arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if arr.ndim != 2 or len(arr) == 0:
-        raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {arr.shape}")
+        raise InputError(f"{name} must be a non-empty (N, D) array, got shape {arr.shape}")
     arr = arr.astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name} has NaN or inf values; drop or fix those rows first")
+        raise InputError(f"{name} has NaN or inf values; drop or fix those rows first")
     norms = np.linalg.norm(arr, axis=1, keepdims=True)
     return np.ascontiguousarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 def _check(n: int, alpha: float, available: int, what: str) -> None:
     if n < 1:
-        raise ValueError(f"the number of {what} neighbours must be ≥ 1, got {n}")
+        raise InputError(f"the number of {what} neighbours must be ≥ 1, got {n}")
     if n > available:
-        raise ValueError(
+        raise InputError(
             f"{what} with {n} neighbours needs a gallery of more than {n} items, but only "
             f"{available} can be used; lower it to at most {available}"
         )
     if not np.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"alpha must be a finite number ≥ 0, got {alpha}")
+        raise InputError(f"alpha must be a finite number ≥ 0, got {alpha}")
 
 
 def _neighbours(
@@ -110,7 +112,7 @@ def query_expansion(
     """
     q, g = _unit(query, "query"), _unit(gallery, "gallery")
     if q.shape[1] != g.shape[1]:
-        raise ValueError(f"query has dimension {q.shape[1]}, gallery {g.shape[1]}")
+        raise InputError(f"query has dimension {q.shape[1]}, gallery {g.shape[1]}")
     _check(n, alpha, len(g) - (exclude is not None), "query expansion")
     scores, rows = _neighbours(q, g, n, None if exclude is None else np.asarray(exclude))
     return expand(q, g[rows], scores, alpha)

@@ -19,12 +19,13 @@ from typing import Any
 
 import torch
 
+from supcon.errors import MissingFileError, SupconError
 from supcon.io import atomic_torch_save
 
 PREVIOUS = "prev.pt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SupconError, ValueError):
     """A file cannot be loaded as a supcon checkpoint; the message says why and what to do."""
 
 
@@ -83,7 +84,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
+        raise MissingFileError(f"checkpoint {str(path)!r} not found")
     where = f"checkpoint {str(path)!r}"
     with path.open("rb") as handle:
         head = handle.read(16)

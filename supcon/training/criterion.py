@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from supcon.config import ConfigError
 from supcon.distributed import (
     all_gather_variable_no_grad,
     all_gather_variable_with_grad,
@@ -105,7 +106,7 @@ def step_loss(
         refs = memory.as_refs() if active else None
         return batch_loss(loss_fn, embeddings, labels, views, miner, refs=refs)
     if memory is not None:
-        raise ValueError("a cross-batch memory works with loss.name=supcon only")
+        raise ConfigError("a cross-batch memory works with loss.name=supcon only")
     return pml_batch_loss(loss_fn, embeddings, labels, views, miner, use_memory)
 
 

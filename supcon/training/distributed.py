@@ -17,9 +17,10 @@ import torch
 import torch.distributed as dist
 
 from supcon.distributed import get_rank, get_world_size, is_distributed
+from supcon.errors import SupconError
 
 
-class DeviceError(ValueError):
+class DeviceError(SupconError, ValueError):
     """The requested device cannot be used here; the message says what to change."""
 
 

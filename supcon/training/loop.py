@@ -35,6 +35,7 @@ from supcon.data import MultiViewDataset, build_transforms, input_channels, load
 from supcon.data.build import describe_transforms
 from supcon.data.verify import screen_splits, write_skipped
 from supcon.data.workers import resolve_num_workers
+from supcon.errors import SupconError
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import (
@@ -74,7 +75,7 @@ from supcon.training.trackers import build_trackers
 from supcon.training.trackers import check_available as check_trackers
 
 
-class TrainingError(RuntimeError):
+class TrainingError(SupconError, RuntimeError):
     """Training cannot go on (non-finite loss, impossible batch); the message says why."""
 
 

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from supcon.config import ConfigError
+
 GROUP_NAMES = ("backbone", "backbone_no_decay", "head", "head_no_decay")
 
 
@@ -78,7 +80,7 @@ def build_optimizer(
         return torch.optim.AdamW(groups, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
-    raise ValueError(f"optim.name must be 'adamw' or 'sgd', got {name!r}")
+    raise ConfigError(f"optim.name must be 'adamw' or 'sgd', got {name!r}")
 
 
 def add_loss_group(optimizer: torch.optim.Optimizer, loss: nn.Module, lr: float) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 
 from supcon.builders import build_miner
-from supcon.config import Config
+from supcon.config import Config, ConfigError
 
 
 def check_components(config: Config) -> None:
@@ -23,11 +23,11 @@ def check_components(config: Config) -> None:
     try:
         build_miner(config.miner)
     except ValueError as exc:
-        raise ValueError(f"miner.name={config.miner.name}: {exc}") from None
+        raise ConfigError(f"miner.name={config.miner.name}: {exc}") from None
     name, args = config.sampler.name, dict(config.sampler.args)
     if name == "random":
         if args:
-            raise ValueError(f"sampler 'random' takes no args, got {sorted(args)}")
+            raise ConfigError(f"sampler 'random' takes no args, got {sorted(args)}")
         return
     from supcon.samplers import SAMPLERS
 
@@ -42,6 +42,6 @@ def check_components(config: Config) -> None:
     if unknown or missing:
         said = [f"unknown argument(s) {unknown}"] if unknown else []
         said += [f"missing argument(s) {missing}"] if missing else []
-        raise ValueError(
+        raise ConfigError(
             f"sampler.name={name}: {' and '.join(said)} in sampler.args; its arguments are {own}"
         )
