@@ -25,6 +25,7 @@ from typing import Any
 
 from torch import nn
 
+from supcon.errors import InputError
 from supcon.losses.supcon import SupConLoss
 
 #: The loss implemented here (exact, tiled, DDP-gathering); the default ``loss.name``.
@@ -184,7 +185,7 @@ def build_loss(
     args = dict(args or {})
     problems = loss_problems(name, args)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise InputError("; ".join(problems))
     spec = losses()[name]
     for key in _CLASS_COUNT_ARGS:
         if key in spec.arguments and num_classes is not None:
@@ -195,6 +196,6 @@ def build_loss(
     try:
         return spec.cls(**args)
     except TypeError as exc:
-        raise ValueError(
+        raise InputError(
             f"loss.name={name}: {exc}; valid loss.args: {', '.join(spec.user_arguments)}"
         ) from None
