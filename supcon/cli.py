@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from supcon.commands import check_data, embed, evaluate, export, fewshot, index, search, train
 from supcon.errors import SupconError
+from supcon.messages import to_stderr
 
 EXIT_USAGE = 2
 EXIT_BUG = 1
@@ -41,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = bool(os.environ.get("SUPCON_DEBUG"))
     try:
-        return args.func(args)
+        with to_stderr():
+            return args.func(args)
     except KeyboardInterrupt:
         print(f"supcon {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -34,6 +34,7 @@ from torch import nn
 import supcon
 from supcon.errors import InputError, UserError
 from supcon.io import atomic_write_bytes, atomic_write_json
+from supcon.messages import say
 
 if TYPE_CHECKING:
     from supcon.data.transforms import Transform
@@ -229,7 +230,7 @@ def _onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int) -> tuple[b
             )
             exporter = "torchscript"
         except Exception as exc:  # removed in a future torch, or an op it cannot translate
-            print(f"supcon export: TorchScript-based ONNX export failed ({exc}); using dynamo")
+            say(f"supcon export: TorchScript-based ONNX export failed ({exc}); using dynamo")
             batch = torch.export.Dim("batch", min=1)
             torch.onnx.export(
                 module,
@@ -354,7 +355,7 @@ class OnnxEmbedder(nn.Module):
             if "CUDAExecutionProvider" in ort.get_available_providers():
                 providers.insert(0, "CUDAExecutionProvider")
             else:
-                print("supcon: onnxruntime has no CUDA provider here; the ONNX model runs on CPU")
+                say("supcon: onnxruntime has no CUDA provider here; the ONNX model runs on CPU")
         self.session = ort.InferenceSession(str(path), providers=providers)
         self.input_name = self.session.get_inputs()[0].name
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from supcon.config import Config, config_from_dict
 from supcon.data import build_transforms
 from supcon.data.transforms import Transform
 from supcon.errors import MissingFileError
+from supcon.messages import say
 from supcon.models import EmbeddingModel
 from supcon.training.checkpoint import PREVIOUS, CheckpointError, load_checkpoint, problem_of
 
@@ -114,6 +114,6 @@ def _load_or_fall_back(path: Path) -> tuple[dict, Path]:
                 state = load_checkpoint(candidate, map_location="cpu")
             except CheckpointError:
                 continue
-            print(f"supcon: {problem_of(exc)}; falling back to {str(candidate)!r}", file=sys.stderr)
+            say(f"supcon: {problem_of(exc)}; falling back to {str(candidate)!r}")
             return state, candidate
         raise

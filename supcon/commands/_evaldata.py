@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from supcon.errors import InputError, UserError
+from supcon.messages import say
 
 if TYPE_CHECKING:
     import torch
@@ -125,7 +126,7 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
         train, held_out = load_splits(run.config.data, run.config.train.seed)
         train, held_out, bad = screen_splits(run.config.data, train, held_out)
         if bad:
-            print(f"note: data.on_bad_image=skip left out {summarize(bad)}")
+            say(f"note: data.on_bad_image=skip left out {summarize(bad)}")
         if split == "heldout":
             return held_out, f"held-out split of {run.checkpoint}"
         return _concat(train, held_out), f"all data of {run.checkpoint}"

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from supcon.data.sources import BadImageError, DataError, FileSplit, load_image
+from supcon.messages import say
 
 if TYPE_CHECKING:
     from supcon.config import DataConfig
@@ -153,5 +154,5 @@ def write_skipped(run_dir: str | Path, bad: Sequence[BadImage]) -> Path | None:
     if not bad:
         return None
     path = atomic_write_text(Path(run_dir) / SKIPPED_CSV, skipped_csv(bad))
-    print(f"supcon: data.on_bad_image=skip: skipped {summarize(bad)}; listed in {escape(path)}")
+    say(f"supcon: data.on_bad_image=skip: skipped {summarize(bad)}; listed in {escape(path)}")
     return path

@@ -1,17 +1,17 @@
 """Where evaluation runs: the torch device for exact search, FAISS on GPU when it can be.
 
-Fallbacks are never silent: each is said once per process on the ``supcon`` logger (printed
-to stderr when no logging is configured).
+Fallbacks are never silent: each is said once per process on the ``supcon`` message channel
+(:mod:`supcon.messages`).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import torch
 
 from supcon.errors import InputError
+from supcon.messages import say_once
 
 
 def _faiss() -> Any:
@@ -19,22 +19,6 @@ def _faiss() -> Any:
     import faiss
 
     return faiss
-
-
-LOGGER = logging.getLogger("supcon")
-_said: set[str] = set()
-
-
-def say(message: str) -> None:
-    """Tell the user something they should know (stderr unless logging is configured)."""
-    LOGGER.warning(message)
-
-
-def say_once(message: str) -> None:
-    """:func:`say` ``message`` the first time only."""
-    if message not in _said:
-        _said.add(message)
-        say(message)
 
 
 def resolve_device(device: str | torch.device | None, *tensors: object) -> torch.device:

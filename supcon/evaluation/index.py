@@ -29,9 +29,10 @@ import numpy as np
 import torch
 
 from supcon.errors import InputError, MissingFileError
-from supcon.evaluation.backend import faiss_gpu_or_say, say, say_once
+from supcon.evaluation.backend import faiss_gpu_or_say
 from supcon.evaluation.unit import as_numpy, unit_rows
 from supcon.io import atomic_write_bytes, atomic_write_json
+from supcon.messages import say, say_once
 
 FORMAT = "supcon-index/1"
 INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq")

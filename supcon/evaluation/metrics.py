@@ -34,8 +34,9 @@ import torch
 
 from supcon.errors import InputError
 from supcon.evaluation import knn
-from supcon.evaluation.backend import resolve_device, say
+from supcon.evaluation.backend import resolve_device
 from supcon.evaluation.unit import as_numpy, unit_rows
+from supcon.messages import say
 
 ArrayLike = np.ndarray | torch.Tensor
 #: Query-chunk neighbour lists hold at most this many entries (≈ 40 bytes each while scored).

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from supcon.errors import MissingFileError, SupconError
 from supcon.io import atomic_torch_save
+from supcon.messages import say
 
 PREVIOUS = "prev.pt"
 
@@ -165,5 +165,5 @@ def load_checkpoint_or_previous(
             state = load_checkpoint(previous, map_location)
         except CheckpointError:
             raise exc from None
-        print(f"{who}: {problem_of(exc)}; falling back to {str(previous)!r}", file=sys.stderr)
+        say(f"{who}: {problem_of(exc)}; falling back to {str(previous)!r}")
         return state, previous

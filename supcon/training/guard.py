@@ -9,12 +9,13 @@ optimizer, scheduler and scaler state are untouched) and ends the run only after
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor, nn
+
+from supcon.messages import say
 
 
 def _tensors(value: object) -> Iterable[tuple[str, Tensor]]:
@@ -171,10 +172,9 @@ class NonFiniteGuard:
         self.in_row += 1
         where = f"{problem} at step {step} ({describe_batch(sample_ids)})"
         if self.policy == "skip" and self.in_row < self.max_in_row:
-            print(
+            say(
                 f"supcon train: warning: {where}; step skipped ({self.in_row} in a row, "
                 f"stopping at train.max_nonfinite_steps={self.max_in_row})",
-                file=sys.stderr,
             )
             return None
         if self.policy == "skip":

@@ -9,7 +9,6 @@ loss contrasts the whole batch and only rank 0 writes to the run directory.
 from __future__ import annotations
 
 import random
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +36,7 @@ from supcon.data.verify import screen_splits, write_skipped
 from supcon.data.workers import resolve_num_workers
 from supcon.errors import SupconError
 from supcon.io import atomic_write_json, atomic_write_text
+from supcon.messages import say
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import (
     load_checkpoint_or_previous,
@@ -177,10 +177,9 @@ def train(
     run_dir = Path(run_dir)
     rank, world = get_rank(), get_world_size()
     if config.data.color_jitter is not None and rank == 0:
-        print(
+        say(
             "supcon train: data.color_jitter is deprecated; use augment.jitter (it is applied "
             "as augment.jitter when the preset has colour jitter, else ignored)",
-            file=sys.stderr,
         )
     config = resolve_defaults(config)  # the run directory records the automatic choices
     if launched_by_torchrun() and world == 1:
@@ -290,7 +289,7 @@ def _train(
                 "to continue on the new data anyway"
             )
         if changed and is_main:
-            print(f"supcon train: warning: {changed}; continuing (--allow-data-change)")
+            say(f"supcon train: warning: {changed}; continuing (--allow-data-change)")
         model.load_state_dict(saved["model"])
         for name, part in criterion.items():
             if part is not None and name in saved:
@@ -303,7 +302,7 @@ def _train(
         if saved["config"]["train"].get("best_metric") != tc.best_metric:
             state.best_value = state.best_step = None  # best.pt is re-chosen by the new metric
         if saved.get("world_size", world) != world and is_main:
-            print(
+            say(
                 f"supcon train: resuming a {saved['world_size']}-process run with {world}; "
                 "batches are the same but per-rank BatchNorm statistics differ, so the result "
                 "will not be bit-identical to an uninterrupted run"
