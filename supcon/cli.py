@@ -15,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from supcon import __version__
 from supcon.commands import check_data, embed, evaluate, export, fewshot, index, search, train
 from supcon.errors import SupconError
 from supcon.messages import to_stderr
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="supcon",
         description="Supervised contrastive metric learning: train, evaluate, search, few-shot.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
