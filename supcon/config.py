@@ -517,7 +517,7 @@ def _validate_dropout(config: Config) -> list[str]:
 
 def validate(config: Config) -> list[str]:
     """Range checks that types alone cannot express; returns the list of problems."""
-    problems = []
+    problems: list[str] = []
     checks = [
         (config.data.views >= 1, "data.views must be ≥ 1"),
         (

@@ -214,7 +214,7 @@ def _onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int) -> tuple[b
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         target = Path(tmp) / "model.onnx"
-        common = {
+        common: dict[str, Any] = {
             "input_names": [INPUT_NAME],
             "output_names": [OUTPUT_NAME],
             "opset_version": opset,

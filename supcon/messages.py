@@ -48,7 +48,7 @@ def say_once(message: str) -> None:
         say(message)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # TextIO stream
+class _StderrHandler(logging.StreamHandler):
     """A handler that writes to whatever ``sys.stderr`` is when a message is emitted.
 
     So ``contextlib.redirect_stderr`` and pytest's ``capsys`` capture the messages too.
@@ -58,7 +58,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # TextIO
         super().__init__()
         self.setFormatter(logging.Formatter("%(message)s"))
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 

@@ -446,7 +446,7 @@ def _constructor_arguments(cls: type) -> set[str]:
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass in (nn.Module, object):
             continue
-        params = inspect.signature(klass.__init__).parameters.values()
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
         names |= {
             p.name
             for p in params

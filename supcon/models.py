@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import Any, cast
 
 import timm
 import torch
@@ -89,8 +90,13 @@ def create_backbone(
         ) from None
 
 
+def _timm_cfg(backbone: nn.Module) -> dict[str, Any]:
+    """The ``pretrained_cfg`` dict timm sets on every model it creates."""
+    return cast("dict[str, Any]", backbone.pretrained_cfg)
+
+
 def _classifier_keys(backbone: nn.Module) -> tuple[str, ...]:
-    names = backbone.pretrained_cfg.get("classifier") or ()
+    names = _timm_cfg(backbone).get("classifier") or ()
     names = (names,) if isinstance(names, str) else tuple(names)
     return tuple(f"{n}.{suffix}" for n in names for suffix in ("weight", "bias"))
 
@@ -114,7 +120,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path, in_chans: int =
             f"model.weights file {str(path)!r} not found; pass a .safetensors or .pt/.pth "
             "state dict of the backbone"
         )
-    name = backbone.pretrained_cfg.get("architecture", type(backbone).__name__)
+    name = _timm_cfg(backbone).get("architecture", type(backbone).__name__)
     try:
         state = timm.models.load_state_dict(str(path))
     except Exception as exc:  # unreadable or unsafe pickle: report, do not crash
@@ -124,7 +130,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path, in_chans: int =
         ) from None
     for key in _classifier_keys(backbone):
         state.pop(key, None)
-    first_conv = backbone.pretrained_cfg.get("first_conv")
+    first_conv = _timm_cfg(backbone).get("first_conv")
     for conv in (first_conv,) if isinstance(first_conv, str) else first_conv or ():
         key = f"{conv}.weight"
         if key in state and state[key].ndim == 4 and state[key].shape[1] != in_chans:
@@ -158,7 +164,7 @@ def feature_dim(backbone: nn.Module) -> int:
     for models with a hidden layer after pooling (MobileNetV3); ``num_features`` is the fallback.
     """
     width = getattr(backbone, "head_hidden_size", None) or backbone.num_features
-    return int(width)
+    return int(cast("int", width))
 
 
 class GeM(nn.Module):

@@ -55,6 +55,10 @@ class DataError(SupconError, ValueError):
 class BadImageError(DataError):
     """One image file cannot be used; ``kind`` is one of :data:`BAD_IMAGE_KINDS`."""
 
+    path: str
+    kind: str
+    detail: str | None
+
     def __init__(self, path: str, kind: str | None = None, detail: str | None = None) -> None:
         if kind is None:  # rebuilt by a DataLoader from a worker's report: keep the last line
             lines = [x for x in path.strip().splitlines() if f"{type(self).__name__}: " in x]
@@ -239,7 +243,9 @@ def scan_image_folder(root: str | Path, class_names: tuple[str, ...] | None = No
             "root/<class>/<image>.jpg"
         )
     names = list(class_names or ())
-    paths, labels, empty = [], [], []
+    paths: list[str] = []
+    labels: list[int] = []
+    empty: list[str] = []
     for class_dir in class_dirs:
         files = sorted(p for p in class_dir.rglob("*") if _is_image(p, class_dir))
         if not files:

@@ -54,7 +54,7 @@ def check_image(path: str, max_pixels: int | None = None) -> BadImage | None:
     try:
         load_image(path, max_pixels=max_pixels)
     except BadImageError as exc:
-        return BadImage(path, exc.kind, exc.detail)
+        return BadImage(path, exc.kind, exc.detail or "")
     return None
 
 
@@ -97,7 +97,7 @@ def skipped_csv(bad: Sequence[BadImage]) -> str:
     return buffer.getvalue()
 
 
-def _drop(split: Split, bad_paths: set[str]) -> Split:
+def _drop(split: FileSplit, bad_paths: set[str]) -> FileSplit:
     keep = np.array([p not in bad_paths for p in split.paths], dtype=bool)
     return split if keep.all() else split.subset(np.flatnonzero(keep))
 
@@ -123,7 +123,9 @@ def screen_splits(
         DataError: with ``error`` and bad files (the first few listed), or when skipping
             leaves a split empty.
     """
-    if not isinstance(train, FileSplit) or not (config.verify or config.on_bad_image == "skip"):
+    if not isinstance(train, FileSplit) or not isinstance(held_out, FileSplit):
+        return train, held_out, []
+    if not (config.verify or config.on_bad_image == "skip"):
         return train, held_out, []
     paths = list(dict.fromkeys([*train.paths, *held_out.paths]))
     bad = check_images(paths, config.max_image_pixels, progress=progress)

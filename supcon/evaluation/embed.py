@@ -12,9 +12,10 @@ import contextlib
 import hashlib
 import io
 import json
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -62,7 +63,8 @@ def extract_embeddings(
     device = torch.device(device)
     use_amp = device.type == "cuda" if amp is None else amp
     rank, world = get_rank(), get_world_size()
-    shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
+    total = len(cast("Sized", dataset))  # map-style datasets (EvalDataset) have a length
+    shard = Subset(dataset, range(rank, total, world)) if world > 1 else dataset
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     was_training = model.training
     model.eval()
@@ -88,7 +90,7 @@ def extract_embeddings(
     lab = torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64)
     idx = torch.cat(ids) if ids else torch.empty(0, dtype=torch.int64)
     if world > 1:
-        emb, lab, idx = _gather_shards(emb, lab, idx, len(dataset), world, device)
+        emb, lab, idx = _gather_shards(emb, lab, idx, total, world, device)
     return emb.numpy(), lab.numpy(), idx.numpy()
 
 
@@ -102,8 +104,8 @@ def _gather_shards(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All-gather equal-size (padded) shards and put rows back in dataset order."""
     per_rank = -(-total // world)
-    dim = torch.tensor([emb.shape[1] if len(emb) else 0], device=device)
-    dim = int(all_gather_no_grad(dim).max())
+    local_dim = torch.tensor([emb.shape[1] if len(emb) else 0], device=device)
+    dim = int(all_gather_no_grad(local_dim).max())
     pad = per_rank - len(emb)
     comm = device if device.type == "cuda" else torch.device("cpu")
     emb = torch.cat([emb.reshape(-1, dim), torch.zeros(pad, dim)]).to(comm)
@@ -195,7 +197,7 @@ def save_embeddings(path: str | Path, data: EmbeddingSet) -> Path:
         ValueError: for another extension.
     """
     path = Path(path)
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "embeddings": np.ascontiguousarray(data.embeddings, dtype=np.float32),
         "labels": np.ascontiguousarray(data.labels, dtype=np.int64),
         "ids": np.ascontiguousarray(data.ids, dtype=np.int64),

@@ -297,9 +297,10 @@ class SearchIndex:
                 raise InputError(f"{name} does not apply to a {self.params.kind} index")
             if value < 1:
                 raise InputError(f"{name} must be ≥ 1, got {value}")
-        if "nprobe" in changes:
-            changes["nprobe"] = min(changes["nprobe"], self.params.nlist or 1)
-        self.params = dataclasses.replace(self.params, **changes)
+        updates: dict[str, Any] = dict(changes)
+        if "nprobe" in updates:
+            updates["nprobe"] = min(updates["nprobe"], self.params.nlist or 1)
+        self.params = dataclasses.replace(self.params, **updates)
         _set_search_params(self.index, self.params)
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
@@ -499,6 +500,7 @@ def build_index(
     params = (params or IndexParams()).resolved(n, dim)
     index = faiss.IndexIDMap(_make_index(params, dim))
     if not index.is_trained:
+        assert params.nlist is not None  # resolved() sets it for IVF indexes, the trained ones
         rng = np.random.default_rng(seed)
         sample = (
             x if n <= 256 * params.nlist else x[rng.choice(n, 256 * params.nlist, replace=False)]

@@ -157,7 +157,7 @@ def _problem(
     q_keys = g_keys = None
     if (sources is None) != (gallery_source_ids is None):
         raise InputError("pass both source_ids and gallery_source_ids, or neither.")
-    if sources is not None:
+    if sources is not None and gallery_source_ids is not None:
         g_sources = _vector(gallery_source_ids, "gallery_source_ids", len(g), "gallery")
         _, (q_keys, g_keys) = _codes(sources, g_sources)
     return _Problem(q, g, q_codes, g_codes, values, q_keys, g_keys, False)
@@ -182,6 +182,7 @@ def _list_sizes(p: _Problem) -> tuple[np.ndarray, np.ndarray]:
     if g_keys is None:
         return r, np.full(len(r), n_gallery, dtype=np.int64)
     q_keys = p.query_keys
+    assert q_keys is not None  # query and gallery keys are given together (_problem)
     span = int(max(q_keys.max(), g_keys.max())) + 1
     pairs, pair_counts = np.unique(p.gallery_codes * span + g_keys, return_counts=True)
     keys, key_counts = np.unique(g_keys, return_counts=True)
@@ -338,6 +339,7 @@ def retrieval_metrics(
                 record(rows, ids[:, : int(depth[rows].max())])
     else:
         by_depth = scored[np.argsort(depth[scored], kind="stable")]
+        gallery_keys: np.ndarray | torch.Tensor | None
         query_keys, gallery_keys = p.query_keys, p.gallery_keys
         if p.symmetric:  # leave-one-out on CUDA or beyond the symmetric budget
             query_keys = np.arange(len(p.query)) if p.query_keys is None else p.query_keys

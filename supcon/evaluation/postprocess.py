@@ -193,9 +193,8 @@ def postprocessed_metrics(
         position = np.full(n, -1, dtype=np.int64)
         position[g_rows] = np.arange(len(g_rows))
         exclude = position[q_rows]
-        if (exclude < 0).all():
-            exclude = None
-        query = query_expansion(query, gallery, qe, qe_alpha, exclude=exclude)
+        unused = (exclude < 0).all()
+        query = query_expansion(query, gallery, qe, qe_alpha, exclude=None if unused else exclude)
     return retrieval_metrics(
         query,
         labels[q_rows],
@@ -246,9 +245,9 @@ def approximate_recall(
     if refine is not None and params.kind == "ivfpq":
         params = dataclasses.replace(params, store_exact=True)
     found: dict[str, np.ndarray] = {}
-    for name, p, r in (("approx", params, refine), ("exact", None, None)):
+    for name, p, shortlist in (("approx", params, refine), ("exact", None, None)):
         index = build_index(x[g_rows], ids=g_rows, params=p)
-        _, ids = index.search(x[q_rows], min(depth + 1, len(g_rows)), refine=r)
+        _, ids = index.search(x[q_rows], min(depth + 1, len(g_rows)), refine=shortlist)
         lists = np.full((len(q_rows), depth), -1, dtype=np.int64)
         for i, (row, hits) in enumerate(zip(q_rows, ids, strict=True)):
             kept = hits[hits != row][:depth]

@@ -21,7 +21,7 @@ import functools
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -94,7 +94,7 @@ def constructor_arguments(cls: type) -> tuple[str, ...]:
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or klass in (nn.Module, object):
             continue
-        params = inspect.signature(klass.__init__).parameters.values()
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
         for p in params:
             if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
                 names.setdefault(p.name)
@@ -120,7 +120,8 @@ def losses() -> dict[str, LossSpec]:
             and issubclass(cls, pml_losses.BaseMetricLossFunction)
             and class_name not in _EXCLUDED
         ):
-            table.setdefault(snake_case(class_name), _spec(snake_case(class_name), cls))
+            loss_cls = cast("type[nn.Module]", cls)  # PML is untyped; its losses are Modules
+            table.setdefault(snake_case(class_name), _spec(snake_case(class_name), loss_cls))
     return table
 
 

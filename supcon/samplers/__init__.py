@@ -8,6 +8,7 @@ them from a recipe's ``sampler:`` section.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from torch.utils.data import Sampler
@@ -78,8 +79,9 @@ def build_sampler(
             f"batch_size, num_replicas, rank, seed)."
         )
     common = {"num_replicas": num_replicas, "rank": rank, "seed": seed}
+    make: Callable[..., Sampler[list[int]]] = cls  # the samplers' own arguments differ
     if cls is EpisodicSampler:
-        sampler = EpisodicSampler(labels, **kwargs, **common)
+        sampler = EpisodicSampler(labels, **kwargs, num_replicas=num_replicas, rank=rank, seed=seed)
         if batch_size is not None and batch_size != sampler.episode_size:
             raise ValueError(
                 f"sampler 'episodic' yields n_way * (k_shot + n_query) = {sampler.episode_size} "
@@ -89,7 +91,7 @@ def build_sampler(
         return sampler
     if batch_size is None:
         raise ValueError(f"sampler {name!r} needs batch_size.")
-    return cls(labels, batch_size=batch_size, **kwargs, **common)
+    return make(labels, batch_size=batch_size, **kwargs, **common)
 
 
 __all__ = ["SAMPLERS", "EpisodicSampler", "MPerClassSampler", "build_sampler"]

@@ -103,7 +103,7 @@ def step_loss(
     """
     if isinstance(loss_fn, SupConLoss):
         active = use_memory and memory is not None and len(memory) > 0
-        refs = memory.as_refs() if active else None
+        refs = memory.as_refs() if active and memory is not None else None
         return batch_loss(loss_fn, embeddings, labels, views, miner, refs=refs)
     if memory is not None:
         raise ConfigError("a cross-batch memory works with loss.name=supcon only")
