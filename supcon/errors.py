@@ -27,6 +27,14 @@ class UserError(SupconError):
     """An error in the user's input; the message says what is wrong and how to fix it."""
 
 
+class ConfigError(SupconError, ValueError):
+    """A recipe or override is wrong; the message says what and how to fix it.
+
+    Also importable as ``supcon.config.ConfigError``. Defined here so components (which must not
+    import the config) can raise it for a recipe value they were given.
+    """
+
+
 class InputError(SupconError, ValueError):
     """A bad value given on the command line or in a recipe, raised as a ``ValueError``.
 

@@ -57,7 +57,7 @@ def test_every_error_class_is_a_supcon_error(qualified: str) -> None:
         ("supcon.data.sources.DataError", ValueError),
         ("supcon.data.sources.BadImageError", ValueError),
         ("supcon.training.checkpoint.CheckpointError", ValueError),
-        ("supcon.training.distributed.DeviceError", ValueError),
+        ("supcon.devices.DeviceError", ValueError),
         ("supcon.training.loop.TrainingError", RuntimeError),
         ("supcon.io.OutputError", OSError),
         ("supcon.errors.InputError", ValueError),

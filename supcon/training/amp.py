@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from supcon.config import ConfigError
+from supcon.errors import ConfigError
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -15,7 +15,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from supcon.config import ConfigError
 from supcon.distributed import (
     all_gather_variable_no_grad,
     all_gather_variable_with_grad,
@@ -24,7 +23,9 @@ from supcon.distributed import (
     is_distributed,
     view_major_order,
 )
+from supcon.errors import ConfigError
 from supcon.losses import CrossBatchMemory, SupConLoss
+from supcon.losses.rows import view_major
 from supcon.training.contrast import batch_loss
 
 
@@ -57,7 +58,7 @@ def pml_batch_loss(
         embeddings = embeddings.float()
     dim = embeddings.shape[-1]
     grouped = embeddings.view(-1, views, dim)
-    rows = grouped.transpose(0, 1).reshape(-1, dim)  # view-major, as the SupCon path
+    rows = view_major(grouped)  # as the SupCon path
     sizes = [grouped.shape[0]]
     if is_distributed():
         sizes = gather_sizes(grouped.shape[0], embeddings.device)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from supcon.config import ConfigError
+from supcon.errors import ConfigError
 
 GROUP_NAMES = ("backbone", "backbone_no_decay", "head", "head_no_decay")
 
@@ -53,7 +53,7 @@ def parameter_groups(
     ]
 
 
-def build_optimizer(
+def create_optimizer(
     model: nn.Module,
     name: str = "adamw",
     *,
@@ -144,7 +144,7 @@ def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
         model: A model with a ``backbone`` attribute.
         frozen: Freeze (``True``) or unfreeze.
     """
-    backbone: nn.Module = model.backbone
+    backbone = model.get_submodule("backbone")
     for param in backbone.parameters():
         param.requires_grad_(not frozen)
     backbone.train(False if frozen else model.training)

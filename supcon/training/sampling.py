@@ -12,7 +12,7 @@ from typing import Protocol
 
 import torch
 
-from supcon.config import ConfigError
+from supcon.errors import ConfigError
 
 
 class BatchSampler(Protocol):

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from supcon.config import ConfigError
+from supcon.errors import ConfigError
 
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")
 
