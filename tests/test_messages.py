@@ -88,7 +88,9 @@ def prints_in(path: Path) -> list[tuple[int, bool]]:
     return found
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.relative_to(PACKAGE).as_posix()
+)
 def test_messages_go_through_the_channel(path: Path) -> None:
     """Only commands print (their results, to stdout); the CLI prints its exit line."""
     relative = path.relative_to(PACKAGE).as_posix()
