@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Collection
 
+from supcon.errors import InputError
+
 
 def constructor_arguments(cls: type) -> tuple[str, ...]:
     """Named ``__init__`` arguments of ``cls``, in order, following ``**kwargs`` up the MRO.
@@ -25,7 +27,7 @@ def constructor_arguments(cls: type) -> tuple[str, ...]:
             or (klass is object)
         ):
             continue
-        params = inspect.signature(klass.__init__).parameters.values()
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
         for p in params:
             if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
                 names.setdefault(p.name)
@@ -48,4 +50,4 @@ def reject_arguments(kind: str, name: str, given: Collection[str], noun: str = "
         ValueError: one line naming the choice and the arguments to drop.
     """
     if given:
-        raise ValueError(f"{kind} {name!r} takes no {noun}, got {sorted(given)}.")
+        raise InputError(f"{kind} {name!r} takes no {noun}, got {sorted(given)}.")

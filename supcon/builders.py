@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from supcon.arguments import reject_arguments
-from supcon.config import Config, LossConfig, MinerConfig, ModelConfig, OptimConfig
+from supcon.config import Config, ConfigError, LossConfig, MinerConfig, ModelConfig, OptimConfig
 from supcon.losses import CrossBatchMemory
 from supcon.models import EmbeddingModel, GeM, create_backbone
 
@@ -95,7 +95,7 @@ def build_loss(
         }
         return create_loss(DEFAULT_LOSS, args)
     if losses()[config.name].class_based and num_classes is None:
-        raise ValueError(f"loss.name={config.name} needs num_classes (labeled training data)")
+        raise ConfigError(f"loss.name={config.name} needs num_classes (labeled training data)")
     loss = create_loss(
         config.name, config.args, num_classes=num_classes, embedding_size=embedding_size
     )
@@ -104,7 +104,7 @@ def build_loss(
     from supcon.losses.pml_memory import ResumableCrossBatchMemory
 
     if embedding_size is None:
-        raise ValueError("loss.memory_size needs the embedding size")
+        raise ConfigError("loss.memory_size needs the embedding size")
     return ResumableCrossBatchMemory(loss, embedding_size, memory_size=config.memory_size)
 
 
@@ -180,7 +180,7 @@ def build_batch_sampler(
             len(labels), batch_size, num_replicas=num_replicas, rank=rank, seed=seed
         )
     if batch_size % num_replicas:
-        raise ValueError(
+        raise ConfigError(
             f"train.batch_size={batch_size} does not split evenly over {num_replicas} "
             f"processes; use a multiple of {num_replicas}"
         )
@@ -190,10 +190,10 @@ def build_batch_sampler(
     if name == "m_per_class" and isinstance(args.get("m"), int):
         problem = m_per_class_problem(labels, batch_size, args["m"], num_replicas)
         if problem:
-            raise ValueError(problem)
+            raise ConfigError(problem)
     per_rank = batch_size // num_replicas
     try:
-        return create_sampler(
+        sampler = create_sampler(
             name,
             labels,
             batch_size=per_rank,
@@ -204,10 +204,12 @@ def build_batch_sampler(
         )
     except ValueError as exc:
         where = f" over {num_replicas} processes" if num_replicas > 1 else ""
-        raise ValueError(
+        raise ConfigError(
             f"sampler.name={name}: {exc} (batch_size here is train.batch_size={batch_size}"
             f"{where}, {per_rank} per process)"
         ) from None
+    assert sampler is not None  # only sampler.name=random gives None, handled above
+    return sampler
 
 
 def build_miner(config: MinerConfig, *, distributed: bool = False) -> nn.Module | None:

@@ -19,9 +19,8 @@ from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A recipe or override is wrong; the message says what and how to fix it."""
+# Defined in supcon.errors (components raise it too); re-exported as supcon.config.ConfigError.
+from supcon.errors import ConfigError as ConfigError
 
 
 @dataclass(frozen=True)
@@ -515,7 +514,7 @@ def _validate_dropout(config: Config) -> list[str]:
 
 def validate(config: Config) -> list[str]:
     """Range checks that types alone cannot express; returns the list of problems."""
-    problems = []
+    problems: list[str] = []
     checks = [
         (config.data.views >= 1, "data.views must be ≥ 1"),
         (

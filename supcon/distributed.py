@@ -18,12 +18,15 @@ import contextlib
 import os
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from supcon.devices import resolve_device
+
+T = TypeVar("T")
 
 
 def is_distributed() -> bool:
@@ -85,7 +88,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, tensor: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, tensor: Tensor) -> Tensor:
         world = dist.get_world_size()
         parts = [torch.empty_like(tensor) for _ in range(world)]
         dist.all_gather(parts, tensor.contiguous())
@@ -94,7 +97,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
         return torch.cat(parts, dim=0)
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> Tensor:  # type: ignore[override]
+    def backward(ctx, grad_output: Tensor) -> Tensor:
         grad = grad_output.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start = ctx.rank * ctx.rows
@@ -224,7 +227,7 @@ def mean_over_ranks(values: Tensor) -> Tensor:
     return all_reduce_sum(values) / get_world_size()
 
 
-def broadcast_object(value: object) -> object:
+def broadcast_object(value: T) -> T:
     """Rank 0's ``value`` on every rank (``value`` itself when not distributed)."""
     if not is_distributed():
         return value

@@ -93,7 +93,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+def _atomic(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     path = Path(path)
     tmp: str | None = None
     try:

@@ -16,6 +16,7 @@ layer and the layers below it, never from one above. The most specific entry win
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
             "supcon.arguments",
             "supcon.blocks",
             "supcon.errors",
+            "supcon.messages",
             "supcon.io",
             "supcon.distributed",
             "supcon.devices",
@@ -121,6 +123,7 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
+@functools.cache
 def raw_imports(path: Path) -> list[tuple[str, str | None, int]]:
     """Every import in ``path`` (module and function level) as ``(module, name, line)``.
 

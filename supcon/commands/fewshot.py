@@ -10,6 +10,7 @@ from typing import Any
 
 from supcon.commands._evaldata import add_data_arguments, load_or_embed
 from supcon.errors import UserError
+from supcon.messages import say
 from supcon.outputs import add_force_argument
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             "labelled images (an image folder, or a CSV manifest with a label column)"
         )
     if not labelled.all():
-        print(f"note: {int((~labelled).sum())} unlabelled items are left out")
+        say(f"note: {int((~labelled).sum())} unlabelled items are left out")
     report = fewshot_accuracy(
         data.embeddings[labelled],
         data.labels[labelled],

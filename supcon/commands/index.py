@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from supcon.commands._evaldata import add_data_arguments, load_or_embed
+from supcon.errors import InputError
 from supcon.outputs import add_force_argument
 
 
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         store_exact=args.store_exact,
     )
     if args.store_exact and args.type != "ivfpq":
-        raise ValueError(
+        raise InputError(
             "--store-exact applies to --type ivfpq (flat, ivf and hnsw store exact vectors)"
         )
     gallery, model = data.embeddings[rows], dict(data.model)

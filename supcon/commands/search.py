@@ -69,6 +69,7 @@ def _query_files(images: list[str], queries: str | None) -> tuple[str, ...]:
         if missing:
             raise UserError(f"image(s) not found: {', '.join(missing[:5])}")
         return tuple(images)
+    assert queries is not None  # given when there are no images (checked above)
     path = Path(queries)
     if path.is_dir():
         found = sorted(

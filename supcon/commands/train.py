@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import sys
 import time
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
 from supcon.errors import UserError
+from supcon.messages import say
 from supcon.rundir import RunDir
 
 # Overrides a resumed run accepts: they change how the run is executed or logged, not what it
@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from supcon.training.preempt import Preempted
 
     overrides = list(args.overrides)
+    run_dir: Path | None
     if args.resume:
         if args.out:
             raise UserError("--resume DIR continues the run in DIR; drop --out")
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             )
         except Preempted as exc:
             if get_rank() == 0:
-                print(f"supcon train: {exc}", file=sys.stderr)
+                say(f"supcon train: {exc}")
             return exc.exit_code
         elapsed = time.perf_counter() - started
         if get_rank() == 0:

@@ -14,16 +14,31 @@ from supcon.data.transforms import Transform
 
 
 class Split(Protocol):
-    """What the datasets need from a split (``TensorSplit`` or ``FileSplit``)."""
+    """What the datasets need from a split (``TensorSplit`` or ``FileSplit``).
 
-    labels: np.ndarray
-    class_names: tuple[str, ...]
-    is_query: np.ndarray | None
-    is_gallery: np.ndarray | None
+    Members are read-only properties, so frozen dataclasses satisfy the protocol.
+    """
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def is_query(self) -> np.ndarray | None: ...
+
+    @property
+    def is_gallery(self) -> np.ndarray | None: ...
 
     def __len__(self) -> int: ...
 
     def load(self, index: int) -> Any: ...
+
+    @property
+    def labeled(self) -> bool:
+        """Whether every item has a class label."""
+        ...
 
 
 S = TypeVar("S", bound=Split)

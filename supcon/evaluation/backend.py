@@ -1,13 +1,14 @@
 """Where evaluation runs: FAISS on GPU when it can be (the torch device: :mod:`supcon.devices`).
 
-Fallbacks are never silent: each is said once per process on the ``supcon`` logger (printed
-to stderr when no logging is configured).
+Fallbacks are never silent: each is said once per process on the ``supcon`` message channel
+(:mod:`supcon.messages`).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
+
+from supcon.messages import say_once
 
 
 def _faiss() -> Any:
@@ -15,22 +16,6 @@ def _faiss() -> Any:
     import faiss
 
     return faiss
-
-
-LOGGER = logging.getLogger("supcon")
-_said: set[str] = set()
-
-
-def say(message: str) -> None:
-    """Tell the user something they should know (stderr unless logging is configured)."""
-    LOGGER.warning(message)
-
-
-def say_once(message: str) -> None:
-    """:func:`say` ``message`` the first time only."""
-    if message not in _said:
-        _said.add(message)
-        say(message)
 
 
 def faiss_gpu_count() -> int:

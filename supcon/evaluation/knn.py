@@ -315,8 +315,8 @@ def search_blocks(
     gallery: np.ndarray | torch.Tensor,
     k: int,
     *,
-    query_keys: np.ndarray | None = None,
-    gallery_keys: np.ndarray | None = None,
+    query_keys: np.ndarray | torch.Tensor | None = None,
+    gallery_keys: np.ndarray | torch.Tensor | None = None,
     block_size: int = 2048,
     device: torch.device | str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -378,8 +378,8 @@ def _search_cuda(
     query: np.ndarray | torch.Tensor,
     gallery: np.ndarray | torch.Tensor,
     k: int,
-    query_keys: np.ndarray | None,
-    gallery_keys: np.ndarray | None,
+    query_keys: np.ndarray | torch.Tensor | None,
+    gallery_keys: np.ndarray | torch.Tensor | None,
     device: torch.device,
 ) -> tuple[np.ndarray, np.ndarray]:
     g = torch.as_tensor(gallery, device=device)
@@ -416,8 +416,8 @@ def _search_partition(
     query: np.ndarray | torch.Tensor,
     gallery: np.ndarray | torch.Tensor,
     k: int,
-    query_keys: np.ndarray | None,
-    gallery_keys: np.ndarray | None,
+    query_keys: np.ndarray | torch.Tensor | None,
+    gallery_keys: np.ndarray | torch.Tensor | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Deep top-``k`` by partitioning whole score rows (``np.argpartition``), then sorting the
     ``k`` survivors by (score, id). Rows whose ``k``-th score is tied beyond the cut take the
@@ -432,7 +432,8 @@ def _search_partition(
     for start in range(0, len(q), step):
         block = torch.mm(q[start : start + step], g.T)
         if g_keys is not None:
-            _mask_keys(block, _keys(query_keys[start : start + step]), g_keys)
+            row_keys = None if query_keys is None else query_keys[start : start + step]
+            _mask_keys(block, _keys(row_keys), g_keys)
         values = block.numpy()
         top = np.argpartition(values, n_gallery - kk, axis=1)[:, n_gallery - kk :]
         keys = np.sort(_order_keys(np.take_along_axis(values, top, axis=1), top), axis=1)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from supcon import blocks
+from supcon.errors import InputError
 
 
 def as_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -40,9 +41,9 @@ def unit_rows(x: np.ndarray | torch.Tensor, name: str, *, context: str = "") -> 
     """
     arr = as_numpy(x)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {arr.shape}.")
+        raise InputError(f"{name} must be a non-empty (N, D) array, got shape {arr.shape}.")
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
+        raise InputError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
     out = np.empty(arr.shape, dtype=np.float32)
     bad: list[np.ndarray] = []
     for start in range(0, len(arr), blocks.UNIT_BLOCK_ROWS):
@@ -58,7 +59,7 @@ def unit_rows(x: np.ndarray | torch.Tensor, name: str, *, context: str = "") -> 
     if bad:
         rows = np.concatenate(bad)
         shown = ", ".join(str(i) for i in rows[:5]) + (", ..." if len(rows) > 5 else "")
-        raise ValueError(
+        raise InputError(
             f"{name} has {len(rows)} row(s) with NaN or inf (rows {shown}); drop or fix them"
             f"{context}."
         )

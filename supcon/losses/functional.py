@@ -182,14 +182,16 @@ def _anchor_loss_sum(
         and structure.num_mined_pairs() < SPARSE_MAX_DENSITY * num_anchors * num_cols
     )
     if sparse:
-        plan = SparsePlan(SparsePairs.from_structure(structure), batch.anchor_offset, inv_tau)
-        total, counts = sparse_loss_sum(z, plan)
+        sparse_plan = SparsePlan(
+            SparsePairs.from_structure(structure), batch.anchor_offset, inv_tau
+        )
+        total, counts = sparse_loss_sum(z, sparse_plan)
         return total, counts, "sparse"
     use_tiled = tiled if tiled is not None else num_anchors * num_cols >= blocks.AUTO_TILE_ELEMENTS
     if use_tiled:
         rows = block_size or default_block_rows(num_anchors, num_cols, z.device)
-        plan = TilePlan(structure, inv_tau, beta, max(1, min(rows, num_anchors)), grad_cols)
-        total, counts = tiled_loss_sum(z, plan)
+        tile_plan = TilePlan(structure, inv_tau, beta, max(1, min(rows, num_anchors)), grad_cols)
+        total, counts = tiled_loss_sum(z, tile_plan)
         return total, counts, "tiled"
     losses, _, counts = dense_anchor_losses(z, structure, inv_tau, beta)
     return losses.sum(), counts, "dense"
@@ -202,7 +204,7 @@ def _reduce(
     local = (counts.num_anchors, counts.without_positives, counts.trivial, counts.negative_pairs)
     if batch.distributed:
         summed = all_reduce_sum(torch.tensor(local, dtype=torch.long, device=total.device))
-        local = tuple(int(v) for v in summed)
+        local = (int(summed[0]), int(summed[1]), int(summed[2]), int(summed[3]))
     stats = LossStats(*local, path=path)
     counted = stats.num_anchors_in_mean
     if counted == 0 or stats.num_negative_pairs == 0:

@@ -66,6 +66,13 @@ class CrossBatchMemory(nn.Module):
         >>> memory.enqueue(z, y)
     """
 
+    # Buffers (registered in __init__), declared for type checkers.
+    queue_embeddings: Tensor
+    queue_labels: Tensor
+    pointer: Tensor
+    filled: Tensor
+    unlabelled_seen: Tensor
+
     def __init__(
         self,
         size: int,

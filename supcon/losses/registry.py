@@ -21,11 +21,12 @@ import functools
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
 from supcon.arguments import constructor_arguments
+from supcon.errors import InputError
 from supcon.losses.supcon import SupConLoss
 
 #: The loss implemented here (exact, tiled, DDP-gathering); the default ``loss.name``.
@@ -105,7 +106,8 @@ def losses() -> dict[str, LossSpec]:
             and issubclass(cls, pml_losses.BaseMetricLossFunction)
             and class_name not in _EXCLUDED
         ):
-            table.setdefault(snake_case(class_name), _spec(snake_case(class_name), cls))
+            loss_cls = cast("type[nn.Module]", cls)  # PML is untyped; its losses are Modules
+            table.setdefault(snake_case(class_name), _spec(snake_case(class_name), loss_cls))
     return table
 
 
@@ -170,7 +172,7 @@ def create_loss(
     args = dict(args or {})
     problems = loss_problems(name, args)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise InputError("; ".join(problems))
     spec = losses()[name]
     for key in _CLASS_COUNT_ARGS:
         if key in spec.arguments and num_classes is not None:
@@ -181,6 +183,6 @@ def create_loss(
     try:
         return spec.cls(**args)
     except TypeError as exc:
-        raise ValueError(
+        raise InputError(
             f"loss.name={name}: {exc}; valid loss.args: {', '.join(spec.user_arguments)}"
         ) from None

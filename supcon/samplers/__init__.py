@@ -8,17 +8,15 @@ them from a recipe's ``sampler:`` section.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
-
-from torch.utils.data import Sampler
 
 from supcon.arguments import reject_arguments
 from supcon.samplers._common import LabelsLike, as_label_array
 from supcon.samplers.episodic import EpisodicSampler
 from supcon.samplers.m_per_class import MPerClassSampler
 
-SAMPLERS: dict[str, type[Sampler[list[int]]]] = {
+SAMPLERS: dict[str, type[EpisodicSampler] | type[MPerClassSampler]] = {
     "episodic": EpisodicSampler,
     "m_per_class": MPerClassSampler,
 }
@@ -34,7 +32,7 @@ def create_sampler(
     rank: int | None = None,
     seed: int = 0,
     **kwargs: Any,
-) -> Sampler[list[int]] | None:
+) -> EpisodicSampler | MPerClassSampler | None:
     """Build a batch sampler from a recipe's ``sampler:`` section.
 
     Args:
@@ -64,8 +62,9 @@ def create_sampler(
     check_sampler_arguments(name, kwargs)
     cls = SAMPLERS[name]
     common = {"num_replicas": num_replicas, "rank": rank, "seed": seed}
+    make: Callable[..., EpisodicSampler | MPerClassSampler] = cls  # their own arguments differ
     if cls is EpisodicSampler:
-        sampler = EpisodicSampler(labels, **kwargs, **common)
+        sampler = EpisodicSampler(labels, **kwargs, num_replicas=num_replicas, rank=rank, seed=seed)
         if batch_size is not None and batch_size != sampler.episode_size:
             raise ValueError(
                 f"sampler 'episodic' yields n_way * (k_shot + n_query) = {sampler.episode_size} "
@@ -75,7 +74,7 @@ def create_sampler(
         return sampler
     if batch_size is None:
         raise ValueError(f"sampler {name!r} needs batch_size.")
-    return cls(labels, batch_size=batch_size, **kwargs, **common)
+    return make(labels, batch_size=batch_size, **kwargs, **common)
 
 
 def check_sampler_arguments(name: str, kwargs: Collection[str]) -> None:

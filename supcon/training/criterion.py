@@ -23,6 +23,7 @@ from supcon.distributed import (
     is_distributed,
     view_major_order,
 )
+from supcon.errors import ConfigError
 from supcon.losses import CrossBatchMemory, SupConLoss
 from supcon.losses.rows import view_major
 from supcon.training.contrast import batch_loss
@@ -103,10 +104,10 @@ def step_loss(
     """
     if isinstance(loss_fn, SupConLoss):
         active = use_memory and memory is not None and len(memory) > 0
-        refs = memory.as_refs() if active else None
+        refs = memory.as_refs() if active and memory is not None else None
         return batch_loss(loss_fn, embeddings, labels, views, miner, refs=refs)
     if memory is not None:
-        raise ValueError("a cross-batch memory works with loss.name=supcon only")
+        raise ConfigError("a cross-batch memory works with loss.name=supcon only")
     return pml_batch_loss(loss_fn, embeddings, labels, views, miner, use_memory)
 
 

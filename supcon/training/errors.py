@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from supcon.errors import SupconError
 
-class TrainingError(RuntimeError):
+
+class TrainingError(SupconError, RuntimeError):
     """Training cannot go on (non-finite loss, impossible batch); the message says why."""

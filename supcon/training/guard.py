@@ -9,7 +9,6 @@ optimizer, scheduler and scaler state are untouched) and ends the run only after
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from supcon.eval_mode import eval_mode
+from supcon.messages import say
 
 
 def _tensors(value: object) -> Iterable[tuple[str, Tensor]]:
@@ -167,10 +167,9 @@ class NonFiniteGuard:
         self.in_row += 1
         where = f"{problem} at step {step} ({describe_batch(sample_ids)})"
         if self.policy == "skip" and self.in_row < self.max_in_row:
-            print(
+            say(
                 f"supcon train: warning: {where}; step skipped ({self.in_row} in a row, "
                 f"stopping at train.max_nonfinite_steps={self.max_in_row})",
-                file=sys.stderr,
             )
             return None
         if self.policy == "skip":

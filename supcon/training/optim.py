@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from supcon.errors import ConfigError
+
 BACKBONE, BACKBONE_NO_DECAY = "backbone", "backbone_no_decay"
 HEAD, HEAD_NO_DECAY = "head", "head_no_decay"  # the head and every parameter outside the backbone
 LOSS = "loss"  # a loss's own parameters (proxies, class weights): see add_loss_group
@@ -91,7 +93,7 @@ def create_optimizer(
         return torch.optim.AdamW(groups, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
-    raise ValueError(f"optim.name must be 'adamw' or 'sgd', got {name!r}")
+    raise ConfigError(f"optim.name must be 'adamw' or 'sgd', got {name!r}")
 
 
 def add_loss_group(optimizer: torch.optim.Optimizer, loss: nn.Module, lr: float) -> bool:
@@ -165,7 +167,7 @@ def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
         model: A model with a ``backbone`` attribute.
         frozen: Freeze (``True``) or unfreeze.
     """
-    backbone: nn.Module = model.backbone
+    backbone = model.get_submodule("backbone")
     for param in backbone.parameters():
         param.requires_grad_(not frozen)
     backbone.train(False if frozen else model.training)

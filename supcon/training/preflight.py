@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from supcon.arguments import reject_arguments
 from supcon.builders import build_miner
-from supcon.config import Config
+from supcon.config import Config, ConfigError
 
 
 def check_components(config: Config) -> None:
@@ -22,7 +22,7 @@ def check_components(config: Config) -> None:
     try:
         build_miner(config.miner)
     except ValueError as exc:
-        raise ValueError(f"miner.name={config.miner.name}: {exc}") from None
+        raise ConfigError(f"miner.name={config.miner.name}: {exc}") from None
     name, args = config.sampler.name, dict(config.sampler.args)
     if name == "random":
         reject_arguments("sampler", "random", args, noun="args")
@@ -32,4 +32,4 @@ def check_components(config: Config) -> None:
     try:
         check_sampler_arguments(name, args)
     except ValueError as exc:
-        raise ValueError(f"sampler.name={name}: {exc}") from None
+        raise ConfigError(f"sampler.name={name}: {exc}") from None

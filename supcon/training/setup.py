@@ -10,7 +10,6 @@ is built before anything else draws from the seeded RNG, so a run is reproducibl
 from __future__ import annotations
 
 import random
-import sys
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,7 @@ from supcon.data.workers import resolve_num_workers
 from supcon.devices import resolve_device
 from supcon.distributed import get_rank, get_world_size, launched_by_torchrun
 from supcon.io import atomic_write_json, atomic_write_text
+from supcon.messages import say
 from supcon.rundir import RunDir
 from supcon.training.amp import check_precision, grad_scaler
 from supcon.training.checkpoint import load_checkpoint_or_previous
@@ -67,10 +67,9 @@ def prepare(config: Config) -> Config:
         TrainingError: when started by torchrun without a process group.
     """
     if config.data.color_jitter is not None and get_rank() == 0:
-        print(
+        say(
             "supcon train: data.color_jitter is deprecated; use augment.jitter (it is applied "
             "as augment.jitter when the preset has colour jitter, else ignored)",
-            file=sys.stderr,
         )
     config = resolve_defaults(config)  # the run directory records the automatic choices
     if launched_by_torchrun() and get_world_size() == 1:
@@ -231,7 +230,7 @@ def _load_resume_checkpoint(
             "to continue on the new data anyway"
         )
     if changed and is_main:
-        print(f"supcon train: warning: {changed}; continuing (--allow-data-change)")
+        say(f"supcon train: warning: {changed}; continuing (--allow-data-change)")
     return saved
 
 
@@ -247,7 +246,7 @@ def _restore(
     if saved["config"]["train"].get("best_metric") != config.train.best_metric:
         state.best_value = state.best_step = None  # best.pt is re-chosen by the new metric
     if saved.get("world_size", world) != world and is_main:
-        print(
+        say(
             f"supcon train: resuming a {saved['world_size']}-process run with {world}; "
             "batches are the same but per-rank BatchNorm statistics differ, so the result "
             "will not be bit-identical to an uninterrupted run"
