@@ -62,7 +62,10 @@ def train_one_epoch(run: Run, epoch: int, stop: StopSignals) -> None:
     run.model.train()
     frozen = epoch < config.optim.freeze_backbone_epochs
     set_backbone_frozen(run.model, frozen)
-    # A fresh wrapper every epoch: DDP tracks the trainable parameters (unfreezing changes them).
+    # A fresh wrapper every epoch: DDP tracks the trainable parameters (unfreezing changes them),
+    # and wrapping copies rank 0's parameters and BatchNorm statistics to every rank. Each epoch
+    # thus starts from one state on all ranks, so a resumed run (wrapped at its first epoch)
+    # matches an uninterrupted one: wrap once per epoch, not once per process.
     run.train_model, run.ddp = wrap(run.model, run.device, tc.compile)
     run.dataset.set_epoch(epoch)
     run.batches.set_epoch(epoch, skip=state.batch)
