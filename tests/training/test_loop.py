@@ -209,10 +209,19 @@ def test_diagnostics_every_n_steps(images: Path, tmp_path: Path, capsys) -> None
 @pytest.mark.slow
 def test_compile_with_gradcache_and_unfreezing(images: Path, tmp_path: Path) -> None:
     """``torch.compile`` on the CPU (inductor needs a C++ compiler): minutes, hence slow."""
-    config = tiny(
-        images,
-        train={"compile": True, "micro_batch_size": 5},
-        optim={"freeze_backbone_epochs": 1},
-    )
-    assert 0.0 <= train(config, tmp_path, progress=False)["recall@1"] <= 1.0
-    assert all(float(r["loss"]) > 0 for r in rows(tmp_path / "log.csv"))
+    runs = {}
+    for compiled in (True, False):
+        config = tiny(
+            images,
+            train={"compile": compiled, "micro_batch_size": 5},
+            optim={"freeze_backbone_epochs": 1},
+        )
+        out = tmp_path / f"compile={compiled}"
+        runs[compiled] = (train(config, out, progress=False), rows(out / "log.csv"))
+    (compiled_metrics, compiled_log), (eager_metrics, eager_log) = runs[True], runs[False]
+    # The compiled graph is the same computation: the same losses step by step (up to the
+    # fused kernels' rounding) and so the same retrieval at the end.
+    assert [r["step"] for r in compiled_log] == [r["step"] for r in eager_log]
+    for got, want in zip(compiled_log, eager_log, strict=True):
+        assert float(got["loss"]) == pytest.approx(float(want["loss"]), rel=1e-3)
+    assert compiled_metrics["recall@1"] == pytest.approx(eager_metrics["recall@1"], abs=0.05)
