@@ -202,16 +202,31 @@ def _preset_steps(
     """The random part of a preset's pipeline (on uint8 or float images)."""
     if preset == "none":
         return [v2.Resize((size, size), interpolation=interpolation, antialias=True)]
-    steps: list[v2.Transform] = [
-        v2.RandomResizedCrop(
+    rotation, translate, shear = (knobs.get(k, 0.0) for k in ("rotation", "translate", "shear"))
+    if preset == "geometric":  # crop + affine in one warp (PIL); tensors keep the two steps
+        from supcon.data.warp import GeometricWarp
+
+        warp = GeometricWarp(
             size,
             scale=tuple(knobs["crop_scale"]),
             ratio=tuple(knobs["crop_ratio"]),
+            degrees=rotation,
+            translate=translate,
+            shear=shear,
             interpolation=interpolation,
-            antialias=True,
         )
-    ]
-    rotation, translate, shear = (knobs.get(k, 0.0) for k in ("rotation", "translate", "shear"))
+        steps: list[v2.Transform] = [warp, v2.ToImage()]
+        rotation = translate = shear = 0.0
+    else:
+        steps = [
+            v2.RandomResizedCrop(
+                size,
+                scale=tuple(knobs["crop_scale"]),
+                ratio=tuple(knobs["crop_ratio"]),
+                interpolation=interpolation,
+                antialias=True,
+            )
+        ]
     if rotation or translate or shear:
         steps.append(
             BorderFillAffine(
@@ -320,9 +335,14 @@ def build_augmentation(
             raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESET_NAMES)}")
         values = preset_knobs(preset, knobs)
         steps = _preset_steps(preset, image_size, _interpolation(interpolation), values)
+    from supcon.data.warp import GeometricWarp
+
+    # uint8 from PIL; float tensors (the digits) stay float. A leading GeometricWarp takes the
+    # PIL image itself (one PIL warp) and converts it after.
+    first = [] if steps and isinstance(steps[0], GeometricWarp) else [v2.ToImage()]
     pipeline = v2.Compose(
         [
-            v2.ToImage(),  # uint8 from PIL; float tensors (the digits) stay float
+            *first,
             *steps,
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean, std),
