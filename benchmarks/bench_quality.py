@@ -1,6 +1,6 @@
 """Retrieval quality on unseen classes: the shipped symbols recipe against a plain PML script.
 
-    nice -n 10 python benchmarks/bench_quality.py [--quick] [--threads 1] [--data DIR]
+    nice -n 10 python benchmarks/bench_quality.py [--quick] [--threads 1] [--data DIR] [--seeds N]
 
 Generates the class-disjoint symbols task (``benchmarks/symbols.py``: 40 training and 20 unseen
 test glyph classes × 50 grayscale 32×32 images, seeded), then trains, each as its own
@@ -20,6 +20,11 @@ whole image resized, no crop; each model's own normalisation), leave-one-out cos
 with :func:`supcon.retrieval_metrics`. Wall time is that of the training subprocess (start-up
 and, for ``supcon train``, its own final evaluation and checkpoints included). Prints a
 markdown table and writes ``benchmarks/results/bench_quality.json``.
+
+``--seeds N`` trains every variant with training seeds ``seed .. seed + N - 1`` (the data stay
+those of ``--seed``), interleaved seed by seed ((a), (b), … for one seed, then the next) so the
+machine's load falls on all variants alike; the table shows mean ± standard deviation over the
+seeds and the JSON adds every run and the per-seed differences (a) − (b).
 """
 
 from __future__ import annotations
@@ -101,14 +106,67 @@ def score(embeddings: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def markdown_table(results: list[dict]) -> str:
+    """Rows of ``results``; ``±`` the standard deviation over seeds where there are several."""
+
+    def cell(row: dict, key: str, digits: int) -> str:
+        if row.get(key) is None:
+            return "–"
+        spread = row.get(f"{key}_std")
+        text = f"{row[key]:.{digits}f}"
+        return f"{text} ± {spread:.{digits}f}" if spread is not None else text
+
     lines = ["| variant | recall@1 | recall@8 | MAP@R | wall s |", "|---|---|---|---|---|"]
     for r in results:
-        wall = f"{r['wall_s']:.0f}" if r["wall_s"] else "–"
         lines.append(
-            f"| {r['variant']} | {r['recall@1']:.3f} | {r['recall@8']:.3f} | {r['map@r']:.3f} "
-            f"| {wall} |"
+            f"| {r['variant']} | {cell(r, 'recall@1', 3)} | {cell(r, 'recall@8', 3)} "
+            f"| {cell(r, 'map@r', 3)} | {cell(r, 'wall_s', 0)} |"
         )
     return "\n".join(lines)
+
+
+METRICS = ("recall@1", "recall@8", "map@r", "wall_s")
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """One row per variant (first-seen order): the mean of each metric over its runs, and with
+    several runs its sample standard deviation (``<metric>_std``) and the seeds."""
+    rows: dict[str, dict] = {}
+    for run in runs:
+        rows.setdefault(run["variant"], {"variant": run["variant"], "runs": []})["runs"].append(run)
+    out = []
+    for row in rows.values():
+        group = row.pop("runs")
+        for key in METRICS:
+            values = [r[key] for r in group if r.get(key) is not None]
+            row[key] = float(np.mean(values)) if values else None
+            if len(values) > 1:
+                row[f"{key}_std"] = float(np.std(values, ddof=1))
+        row["command"] = group[0]["command"]
+        row["seeds"] = [r["seed"] for r in group]
+        out.append(row)
+    return out
+
+
+def paired_differences(runs: list[dict], first: str = "(a)", second: str = "(b)") -> dict | None:
+    """Per-seed ``first − second`` of every metric (runs of one seed ran back to back), with
+    the mean and the sample standard deviation; ``None`` without both variants."""
+    by_seed: dict[int, dict[str, dict]] = {}
+    for run in runs:
+        for tag in (first, second):
+            if run["variant"].startswith(tag):
+                by_seed.setdefault(run["seed"], {})[tag] = run
+    pairs = {seed: both for seed, both in sorted(by_seed.items()) if len(both) == 2}
+    if not pairs:
+        return None
+    out: dict = {"variants": [first, second], "seeds": list(pairs)}
+    for key in METRICS:
+        diffs = [both[first][key] - both[second][key] for both in pairs.values()]
+        out[key] = {
+            "per_seed": diffs,
+            "mean": float(np.mean(diffs)),
+            "std": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None,
+        }
+    return out
 
 
 def pml_eval_transform(size: int) -> Callable:
@@ -134,10 +192,15 @@ def main(argv: list[str] | None = None) -> int:
         "--epochs", type=int, default=10, help="epochs of every trained variant (default 10)"
     )
     parser.add_argument("--data", type=Path, help="generate (or reuse) the data here")
-    parser.add_argument("--seed", type=int, default=0, help="data and training seed")
+    parser.add_argument("--seed", type=int, default=0, help="data and (first) training seed")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="training seeds per variant: seed .. seed+N-1"
+    )
     parser.add_argument("--only", nargs="*", help="run only variants whose name has one of these")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/bench_quality.json")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
     torch.set_num_threads(max(args.threads, 1))
 
     recipe = load_config(RECIPE)
@@ -156,7 +219,6 @@ def main(argv: list[str] | None = None) -> int:
         f"train.epochs={epochs}",
         f"train.batch_size={batch}",
         f"train.threads={args.threads}",
-        f"train.seed={args.seed}",
         "train.tensorboard=false",
     ]
     keep = lambda name: not args.only or any(s in name for s in args.only)  # noqa: E731
@@ -169,58 +231,66 @@ def main(argv: list[str] | None = None) -> int:
             symbols.generate(data, size=size, seed=args.seed, **sizes)
         print(f"data: {data} ({time.perf_counter() - started:.1f} s)", flush=True)
         images, labels = load_test(data)
-        results = []
+        runs: list[dict] = []
 
-        def report(name: str, metrics: dict[str, float], wall: float | None, command: str) -> None:
-            row = {"variant": name, **metrics, "wall_s": wall, "command": command}
-            results.append(row)
+        def report(
+            name: str, seed: int, metrics: dict[str, float], wall: float | None, command: str
+        ) -> None:
+            runs.append(
+                {"variant": name, "seed": seed, **metrics, "wall_s": wall, "command": command}
+            )
             shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
-            print(f"{name}: {shown}" + (f", {wall:.0f} s" if wall else ""), flush=True)
+            print(
+                f"{name} (seed {seed}): {shown}" + (f", {wall:.0f} s" if wall else ""), flush=True
+            )
 
         variants = supcon_variants()
         order = [next(iter(variants)), "(b) plain PML script", *list(variants)[1:]]
-        for name in order:
-            if not keep(name):
-                continue
-            if name.startswith("(b)"):
-                state_path = work / "pml.pt"
-                command = [
-                    sys.executable, str(PML_SCRIPT), str(data / "train"), "--out", str(state_path),
-                    "--backbone", recipe.model.backbone, "--image-size", str(size),
-                    "--epochs", str(epochs), "--batch-size", str(batch), "--m", str(m),
-                    "--lr", str(recipe.optim.lr), "--weight-decay", str(recipe.optim.weight_decay),
-                    "--threads", str(args.threads), "--seed", str(args.seed),
-                ]  # fmt: skip
-                wall = run(command, work / "pml.log")
-                import timm
+        for seed in range(args.seed, args.seed + args.seeds):  # interleaved: one seed at a time
+            for name in order:
+                if not keep(name):
+                    continue
+                if name.startswith("(b)"):
+                    state_path = work / f"pml{seed}.pt"
+                    optim = recipe.optim
+                    command = [
+                        sys.executable, str(PML_SCRIPT), str(data / "train"),
+                        "--out", str(state_path),
+                        "--backbone", recipe.model.backbone, "--image-size", str(size),
+                        "--epochs", str(epochs), "--batch-size", str(batch), "--m", str(m),
+                        "--lr", str(optim.lr), "--weight-decay", str(optim.weight_decay),
+                        "--threads", str(args.threads), "--seed", str(seed),
+                    ]  # fmt: skip
+                    wall = run(command, work / f"pml{seed}.log")
+                    import timm
 
-                model = timm.create_model(
-                    recipe.model.backbone, pretrained=False, num_classes=0, in_chans=1
+                    model = timm.create_model(
+                        recipe.model.backbone, pretrained=False, num_classes=0, in_chans=1
+                    )
+                    model.load_state_dict(torch.load(state_path, weights_only=True))
+                    model.eval()
+                    emb = embed(model, images, pml_eval_transform(size))
+                    shown = f"python benchmarks/pml_baseline.py DATA/train --epochs {epochs} ..."
+                    report(name, seed, score(emb, labels), wall, shown)
+                    continue
+                from supcon.runs import load_run
+
+                out = work / f"run{len(runs)}"
+                overrides = [f"data.root={data}", *common, f"train.seed={seed}", *variants[name]]
+                command = [sys.executable, "-m", "supcon", "train", str(RECIPE), *overrides]
+                wall = run([*command, "--out", str(out), "--no-progress"], work / f"{out.name}.log")
+                loaded = load_run(out, device="cpu")
+                emb = embed(
+                    lambda x, model=loaded.model: model(x, output="backbone"),
+                    images,
+                    loaded.eval_transform,
                 )
-                model.load_state_dict(torch.load(state_path, weights_only=True))
-                model.eval()
-                emb = embed(model, images, pml_eval_transform(size))
-                shown = f"python benchmarks/pml_baseline.py DATA/train --epochs {epochs} ..."
-                report(name, score(emb, labels), wall, shown)
-                continue
-            from supcon.runs import load_run
-
-            out = work / f"run{len(results)}"
-            overrides = [f"data.root={data}", *common, *variants[name]]
-            command = [sys.executable, "-m", "supcon", "train", str(RECIPE), *overrides]
-            wall = run([*command, "--out", str(out), "--no-progress"], work / f"{out.name}.log")
-            loaded = load_run(out, device="cpu")
-            emb = embed(
-                lambda x, model=loaded.model: model(x, output="backbone"),
-                images,
-                loaded.eval_transform,
-            )
-            shown = " ".join(["supcon train recipes/symbols.yaml", *variants[name]])
-            report(name, score(emb, labels), wall, shown)
+                shown = " ".join(["supcon train recipes/symbols.yaml", *variants[name]])
+                report(name, seed, score(emb, labels), wall, shown)
 
         if keep("(e) raw pixels"):
             pixels = embed(lambda x: x.flatten(1), images, pml_eval_transform(size))
-            report("(e) raw pixels", score(pixels, labels), None, "")
+            report("(e) raw pixels", args.seed, score(pixels, labels), None, "")
 
     setup = {
         **sizes,
@@ -230,12 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         "m": m,
         "backbone": recipe.model.backbone,
         "threads": args.threads,
-        "seed": args.seed,
+        "data_seed": args.seed,
         "quick": args.quick,
     }
     report_json = {
         "setup": setup,
-        "results": results,
+        "results": summarise(runs),
+        "runs": runs,
+        "a_minus_b": paired_differences(runs),
         "machine": {
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
@@ -245,15 +317,26 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if not args.quick:
-        if args.only and args.out.is_file():  # update those rows of an earlier full run
+        if args.only and args.out.is_file():  # update those variants of an earlier full run
             earlier = json.loads(args.out.read_text())
             if earlier.get("setup") == setup:
-                fresh = {r["variant"] for r in results}
-                kept = [r for r in earlier["results"] if r["variant"] not in fresh]
-                report_json["results"] = sorted(kept + results, key=lambda r: r["variant"])
+                fresh = {r["variant"] for r in runs}
+                kept = [r for r in earlier.get("runs", []) if r["variant"] not in fresh]
+                merged = sorted(kept + runs, key=lambda r: (r["variant"], r["seed"]))
+                report_json["results"] = summarise(merged)
+                report_json["runs"] = merged
+                report_json["a_minus_b"] = paired_differences(merged)
         atomic_write_json(args.out, report_json)
     print()
     print(markdown_table(report_json["results"]))
+    if report_json["a_minus_b"]:
+        diff = report_json["a_minus_b"]
+        shown = ", ".join(
+            f"{key} {diff[key]['mean']:+.3f}"
+            + (f" ± {diff[key]['std']:.3f}" if diff[key]["std"] is not None else "")
+            for key in METRICS
+        )
+        print(f"(a) − (b) per seed, seeds {diff['seeds']}: {shown}")
     if not args.quick:
         print(f"written to {args.out}")
     print(json.dumps(setup))

@@ -100,3 +100,32 @@ def test_geometric_preset_runs_with_a_bicubic_backbone() -> None:
     augment = build_augmentation("geometric", 32, channels=1, interpolation="bicubic")
     out = augment(Image.fromarray(np.full((40, 36), 200, np.uint8)))
     assert tuple(out.shape) == (1, 32, 32) and torch.isfinite(out).all()
+
+
+def test_seed_summary_and_paired_differences_by_hand() -> None:
+    runs = [
+        {"variant": "(a) x", "seed": 0, "recall@1": 0.4, "recall@8": 0.8, "map@r": 0.10,
+         "wall_s": 100.0, "command": "a"},
+        {"variant": "(b) y", "seed": 0, "recall@1": 0.3, "recall@8": 0.9, "map@r": 0.12,
+         "wall_s": 110.0, "command": "b"},
+        {"variant": "(a) x", "seed": 1, "recall@1": 0.6, "recall@8": 0.8, "map@r": 0.14,
+         "wall_s": 104.0, "command": "a"},
+        {"variant": "(b) y", "seed": 1, "recall@1": 0.4, "recall@8": 0.7, "map@r": 0.12,
+         "wall_s": 102.0, "command": "b"},
+        {"variant": "(e) z", "seed": 0, "recall@1": 0.5, "recall@8": 0.6, "map@r": 0.05,
+         "wall_s": None, "command": ""},
+    ]  # fmt: skip
+    rows = {r["variant"]: r for r in bench_quality.summarise(runs)}
+    assert rows["(a) x"]["recall@1"] == pytest.approx(0.5)
+    assert rows["(a) x"]["recall@1_std"] == pytest.approx(0.1 * 2**0.5)  # (0.4, 0.6): s = 0.1414
+    assert rows["(a) x"]["seeds"] == [0, 1] and rows["(e) z"]["wall_s"] is None
+    assert "recall@1_std" not in rows["(e) z"]
+    diff = bench_quality.paired_differences(runs)
+    assert diff["seeds"] == [0, 1]
+    assert diff["recall@1"]["per_seed"] == pytest.approx([0.1, 0.2])
+    assert diff["recall@1"]["mean"] == pytest.approx(0.15)
+    assert diff["wall_s"]["per_seed"] == pytest.approx([-10.0, 2.0])
+    assert diff["map@r"]["std"] == pytest.approx((0.02 * 0.02 * 2) ** 0.5)  # (-0.02, 0.02)
+    table = bench_quality.markdown_table(list(rows.values()))
+    assert "| (a) x | 0.500 ± 0.141 |" in table and "| – |" in table
+    assert bench_quality.paired_differences(runs[4:]) is None
