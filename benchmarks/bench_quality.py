@@ -22,9 +22,13 @@ and, for ``supcon train``, its own final evaluation and checkpoints included). P
 markdown table and writes ``benchmarks/results/bench_quality.json``.
 
 ``--seeds N`` trains every variant with training seeds ``seed .. seed + N - 1`` (the data stay
-those of ``--seed``), interleaved seed by seed ((a), (b), … for one seed, then the next) so the
-machine's load falls on all variants alike; the table shows mean ± standard deviation over the
-seeds and the JSON adds every run and the per-seed differences (a) − (b).
+those of ``--seed``; ``--train-seed`` starts elsewhere), interleaved seed by seed ((a), (b), …
+for one seed, then the next) so the machine's load falls on all variants alike; the table
+shows mean ± standard deviation over the seeds and the JSON adds every run and the per-seed
+differences (a) − (b). With ``--only``, the runs are added to those of an earlier JSON of the
+same setup (a run of the same variant and seed is replaced); ``--merge A.json B.json`` combines
+result files of the same setup (e.g. (a) and (b) run side by side as two processes) into
+``--out`` without training.
 """
 
 from __future__ import annotations
@@ -159,12 +163,18 @@ def paired_differences(runs: list[dict], first: str = "(a)", second: str = "(b)"
     if not pairs:
         return None
     out: dict = {"variants": [first, second], "seeds": list(pairs)}
-    for key in METRICS:
-        diffs = [both[first][key] - both[second][key] for both in pairs.values()]
+    for key in METRICS:  # a run without a value (e.g. a wall time not comparable) is left out
+        diffs = {
+            seed: both[first][key] - both[second][key]
+            for seed, both in pairs.items()
+            if both[first].get(key) is not None and both[second].get(key) is not None
+        }
+        values = list(diffs.values())
         out[key] = {
-            "per_seed": diffs,
-            "mean": float(np.mean(diffs)),
-            "std": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None,
+            "per_seed": values,
+            "seeds": list(diffs),
+            "mean": float(np.mean(values)) if values else None,
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
         }
     return out
 
@@ -184,6 +194,37 @@ def pml_eval_transform(size: int) -> Callable:
     )
 
 
+def merge_runs(earlier: list[dict], fresh: list[dict]) -> list[dict]:
+    """``earlier`` runs plus ``fresh`` ones, a fresh run replacing one of the same variant and
+    seed; sorted by variant, then seed."""
+    key = lambda r: (r["variant"], r["seed"])  # noqa: E731
+    replaced = {key(r) for r in fresh}
+    return sorted([r for r in earlier if key(r) not in replaced] + fresh, key=key)
+
+
+def merge_files(paths: list[Path], out: Path) -> int:
+    """Combine result JSONs of one setup into ``out`` (later files win on equal variant and
+    seed); print the table."""
+    reports = [json.loads(Path(p).read_text()) for p in paths]
+    setups = {json.dumps(r["setup"], sort_keys=True) for r in reports}
+    if len(setups) != 1:
+        raise SystemExit(f"cannot merge results of different setups: {sorted(setups)}")
+    runs: list[dict] = []
+    for report in reports:
+        runs = merge_runs(runs, report["runs"])
+    merged = {
+        **reports[-1],
+        "results": summarise(runs),
+        "runs": runs,
+        "a_minus_b": paired_differences(runs),
+        "merged_from": [str(p) for p in paths],
+    }
+    atomic_write_json(out, merged)
+    print(markdown_table(merged["results"]))
+    print(f"written to {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny data, 1 epoch")
@@ -196,11 +237,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seeds", type=int, default=1, help="training seeds per variant: seed .. seed+N-1"
     )
+    parser.add_argument("--train-seed", type=int, help="first training seed (default: --seed)")
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, help="combine these result JSONs into --out; no training"
+    )
     parser.add_argument("--only", nargs="*", help="run only variants whose name has one of these")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/bench_quality.json")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.merge:
+        return merge_files(args.merge, args.out)
+    first_seed = args.seed if args.train_seed is None else args.train_seed
     torch.set_num_threads(max(args.threads, 1))
 
     recipe = load_config(RECIPE)
@@ -246,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 
         variants = supcon_variants()
         order = [next(iter(variants)), "(b) plain PML script", *list(variants)[1:]]
-        for seed in range(args.seed, args.seed + args.seeds):  # interleaved: one seed at a time
+        for seed in range(first_seed, first_seed + args.seeds):  # interleaved, seed by seed
             for name in order:
                 if not keep(name):
                     continue
@@ -290,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if keep("(e) raw pixels"):
             pixels = embed(lambda x: x.flatten(1), images, pml_eval_transform(size))
-            report("(e) raw pixels", args.seed, score(pixels, labels), None, "")
+            report("(e) raw pixels", first_seed, score(pixels, labels), None, "")
 
     setup = {
         **sizes,
@@ -317,15 +365,13 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if not args.quick:
-        if args.only and args.out.is_file():  # update those variants of an earlier full run
+        if args.only and args.out.is_file():  # add to the runs of an earlier file
             earlier = json.loads(args.out.read_text())
             if earlier.get("setup") == setup:
-                fresh = {r["variant"] for r in runs}
-                kept = [r for r in earlier.get("runs", []) if r["variant"] not in fresh]
-                merged = sorted(kept + runs, key=lambda r: (r["variant"], r["seed"]))
-                report_json["results"] = summarise(merged)
-                report_json["runs"] = merged
-                report_json["a_minus_b"] = paired_differences(merged)
+                merged = merge_runs(earlier.get("runs", []), runs)
+                report_json.update(
+                    results=summarise(merged), runs=merged, a_minus_b=paired_differences(merged)
+                )
         atomic_write_json(args.out, report_json)
     print()
     print(markdown_table(report_json["results"]))
@@ -335,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{key} {diff[key]['mean']:+.3f}"
             + (f" ± {diff[key]['std']:.3f}" if diff[key]["std"] is not None else "")
             for key in METRICS
+            if diff[key]["mean"] is not None
         )
         print(f"(a) − (b) per seed, seeds {diff['seeds']}: {shown}")
     if not args.quick:

@@ -129,3 +129,31 @@ def test_seed_summary_and_paired_differences_by_hand() -> None:
     table = bench_quality.markdown_table(list(rows.values()))
     assert "| (a) x | 0.500 ± 0.141 |" in table and "| – |" in table
     assert bench_quality.paired_differences(runs[4:]) is None
+
+
+def test_merging_replaces_a_run_of_the_same_seed_and_skips_missing_walls(tmp_path) -> None:
+    def run(variant: str, seed: int, r1: float, wall: float | None) -> dict:
+        return {"variant": variant, "seed": seed, "recall@1": r1, "recall@8": 0.5,
+                "map@r": 0.1, "wall_s": wall, "command": ""}  # fmt: skip
+
+    merged = bench_quality.merge_runs(
+        [run("(a) x", 0, 0.1, None), run("(b) y", 0, 0.2, None)],
+        [run("(a) x", 0, 0.4, None), run("(a) x", 1, 0.5, 90.0), run("(b) y", 1, 0.3, 100.0)],
+    )
+    assert [(r["variant"], r["seed"], r["recall@1"]) for r in merged] == [
+        ("(a) x", 0, 0.4), ("(a) x", 1, 0.5), ("(b) y", 0, 0.2), ("(b) y", 1, 0.3)
+    ]  # fmt: skip
+    diff = bench_quality.paired_differences(merged)
+    assert diff["recall@1"]["per_seed"] == pytest.approx([0.2, 0.2])
+    assert diff["wall_s"] == {"per_seed": [-10.0], "seeds": [1], "mean": -10.0, "std": None}
+    setup = {"epochs": 10}
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"setup": setup, "runs": merged[:2]}))
+    second.write_text(json.dumps({"setup": setup, "runs": merged[2:]}))
+    out = tmp_path / "out.json"
+    assert bench_quality.main(["--merge", str(first), str(second), "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written["runs"] == merged and written["a_minus_b"] == diff
+    second.write_text(json.dumps({"setup": {"epochs": 3}, "runs": []}))
+    with pytest.raises(SystemExit, match="different setups"):
+        bench_quality.main(["--merge", str(first), str(second), "--out", str(out)])
