@@ -335,19 +335,17 @@ def build_augmentation(
             raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESET_NAMES)}")
         values = preset_knobs(preset, knobs)
         steps = _preset_steps(preset, image_size, _interpolation(interpolation), values)
-    from supcon.data.warp import GeometricWarp
+    from supcon.data.warp import GeometricWarp, ToNormalizedTensor
 
     # uint8 from PIL; float tensors (the digits) stay float. A leading GeometricWarp takes the
-    # PIL image itself (one PIL warp) and converts it after.
-    first = [] if steps and isinstance(steps[0], GeometricWarp) else [v2.ToImage()]
-    pipeline = v2.Compose(
-        [
-            *first,
-            *steps,
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean, std),
-        ]
-    )
+    # PIL image itself (one PIL warp) and converts it after; alone, with one fused conversion.
+    if len(steps) == 2 and isinstance(steps[0], GeometricWarp):
+        pipeline = v2.Compose([steps[0], ToNormalizedTensor(mean, std)])
+    else:
+        first = [] if steps and isinstance(steps[0], GeometricWarp) else [v2.ToImage()]
+        pipeline = v2.Compose(
+            [*first, *steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+        )
     if transforms:
         _check_output_size(pipeline, channels, image_size)
     return pipeline

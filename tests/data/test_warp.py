@@ -13,7 +13,7 @@ from torchvision.transforms import InterpolationMode, v2
 from supcon.data import build_augmentation
 from supcon.data.augment import BorderFillAffine
 from supcon.data.views import MultiViewDataset
-from supcon.data.warp import GeometricWarp, border_median, warp_matrix
+from supcon.data.warp import GeometricWarp, ToNormalizedTensor, border_median, warp_matrix
 
 
 def reference_matrix(size, box, angle, shift, shear) -> np.ndarray:
@@ -162,3 +162,32 @@ def test_large_images_are_reduced_before_the_warp_without_aliasing() -> None:
         out = np.asarray(warp(Image.fromarray(stripes))).astype(float)
         assert out.shape == (32, 32)
         assert np.abs(out - 127.5).max() <= 8  # averaged to grey, not stripes
+
+
+def test_fused_conversion_is_bit_identical_to_the_three_torchvision_steps() -> None:
+    rng = np.random.default_rng(0)
+    gray = Image.fromarray(rng.integers(0, 256, (9, 7), dtype=np.uint8))
+    colour = Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8))
+    for image, mean, std in (
+        (gray, (0.449,), (0.226,)),
+        (colour, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        (torch.rand(1, 5, 5), (0.5,), (0.25,)),  # float tensors in [0, 1] (the digits)
+        (torch.randint(0, 256, (3, 4, 4), dtype=torch.uint8), (0.1, 0.2, 0.3), (1.0, 2.0, 3.0)),
+    ):
+        three = v2.Compose(
+            [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+        )
+        got = ToNormalizedTensor(mean, std)(image)
+        assert got.dtype == torch.float32 and torch.equal(
+            got, three(image).as_subclass(torch.Tensor)
+        )
+
+
+def test_geometric_with_a_flip_keeps_the_general_pipeline() -> None:
+    pipeline = build_augmentation("geometric", 32, channels=1, hflip=1.0, rotation=0.0,
+                                  translate=0.0, shear=0.0, crop_scale=[1.0, 1.0],
+                                  crop_ratio=[1.0, 1.0], mean=(0.0,), std=(1.0,))  # fmt: skip
+    image = glyph()
+    expected = torch.from_numpy(np.asarray(image)[:, ::-1].copy()).float()[None] / 255
+    torch.testing.assert_close(pipeline(image), expected, atol=1e-6, rtol=0)
+    assert "RandomHorizontalFlip" in repr(pipeline)
