@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from supcon._lazy import lazy_exports
 
+#: The package version: its one source (pyproject.toml reads it; ``supcon --version`` prints it).
 __version__ = "0.1.0"
 
 #: Public name → the module that defines it.

@@ -19,9 +19,8 @@ from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A recipe or override is wrong; the message says what and how to fix it."""
+# Defined in supcon.errors (components raise it too); re-exported as supcon.config.ConfigError.
+from supcon.errors import ConfigError as ConfigError
 
 
 @dataclass(frozen=True)
@@ -177,7 +176,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class MinerConfig:
-    """Which pairs the loss uses (``supcon.miners.build_miner``).
+    """Which pairs the loss uses (``supcon.builders.build_miner``).
 
     Attributes:
         name: ``"none"`` (every pair), ``"topk"`` (hard negatives) or a PML miner's snake_case
@@ -191,7 +190,7 @@ class MinerConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """How training batches are drawn (``supcon.samplers.build_sampler``).
+    """How training batches are drawn (``supcon.builders.build_batch_sampler``).
 
     Attributes:
         name: ``"random"`` (shuffle, drop the last partial batch), ``"m_per_class"`` (``m``
@@ -515,7 +514,7 @@ def _validate_dropout(config: Config) -> list[str]:
 
 def validate(config: Config) -> list[str]:
     """Range checks that types alone cannot express; returns the list of problems."""
-    problems = []
+    problems: list[str] = []
     checks = [
         (config.data.views >= 1, "data.views must be ≥ 1"),
         (

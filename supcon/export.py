@@ -32,8 +32,9 @@ import torch
 from torch import nn
 
 import supcon
-from supcon.errors import UserError
-from supcon.io import atomic_write_bytes, atomic_write_json
+from supcon.errors import InputError, UserError
+from supcon.io import atomic_write_bytes, atomic_write_json, sidecar_path
+from supcon.messages import say
 
 if TYPE_CHECKING:
     from supcon.data.transforms import Transform
@@ -50,12 +51,6 @@ SUFFIXES = {
 }
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
-
-
-def sidecar_path(path: str | Path) -> Path:
-    """``FILE.json`` beside ``FILE``."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
 
 
 # --- the eval transform as data -------------------------------------------------------------
@@ -147,7 +142,7 @@ def transform_from_steps(steps: list[dict[str, Any]]) -> Transform:
         elif op == "normalize":
             built.append(v2.Normalize(step["mean"], step["std"]))
         else:
-            raise ValueError(f"unknown transform step {op!r} in an export sidecar")
+            raise InputError(f"unknown transform step {op!r} in an export sidecar")
     return v2.Compose(built)
 
 
@@ -213,7 +208,7 @@ def _onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int) -> tuple[b
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         target = Path(tmp) / "model.onnx"
-        common = {
+        common: dict[str, Any] = {
             "input_names": [INPUT_NAME],
             "output_names": [OUTPUT_NAME],
             "opset_version": opset,
@@ -229,7 +224,7 @@ def _onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int) -> tuple[b
             )
             exporter = "torchscript"
         except Exception as exc:  # removed in a future torch, or an op it cannot translate
-            print(f"supcon export: TorchScript-based ONNX export failed ({exc}); using dynamo")
+            say(f"supcon export: TorchScript-based ONNX export failed ({exc}); using dynamo")
             batch = torch.export.Dim("batch", min=1)
             torch.onnx.export(
                 module,
@@ -354,7 +349,7 @@ class OnnxEmbedder(nn.Module):
             if "CUDAExecutionProvider" in ort.get_available_providers():
                 providers.insert(0, "CUDAExecutionProvider")
             else:
-                print("supcon: onnxruntime has no CUDA provider here; the ONNX model runs on CPU")
+                say("supcon: onnxruntime has no CUDA provider here; the ONNX model runs on CPU")
         self.session = ort.InferenceSession(str(path), providers=providers)
         self.input_name = self.session.get_inputs()[0].name
 

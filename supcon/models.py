@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import Any, cast
 
 import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from supcon.errors import InputError
+
 TIMM_POOLS = ("avg", "max", "avgmax", "catavgmax", "token")
 POOLS = ("default", *TIMM_POOLS, "gem")
 EMBEDDINGS = ("head", "backbone")
 
 
-def _unknown_model_error(name: str) -> ValueError:
+def _unknown_model_error(name: str) -> InputError:
     close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else " See timm.list_models()."
-    return ValueError(f"unknown timm model {name!r}.{hint}")
+    return InputError(f"unknown timm model {name!r}.{hint}")
 
 
 def create_backbone(
@@ -55,7 +58,7 @@ def create_backbone(
     if not timm.is_model(name):
         raise _unknown_model_error(name)
     if pool not in POOLS:
-        raise ValueError(f"pool must be one of {', '.join(POOLS)}; got {pool!r}.")
+        raise InputError(f"pool must be one of {', '.join(POOLS)}; got {pool!r}.")
     kwargs: dict = {"num_classes": 0, "in_chans": in_chans}
     if pool == "gem":
         kwargs["global_pool"] = ""
@@ -79,7 +82,7 @@ def create_backbone(
             return timm.create_model(name, pretrained=True, **kwargs)
     except (OSError, RuntimeError) as exc:  # hub errors are OSErrors; "no weights" RuntimeError
         why = f"hub unreachable: {unreachable}" if unreachable else type(exc).__name__
-        raise ValueError(
+        raise InputError(
             f"cannot get pretrained weights for {name!r} ({why}). Offline? "
             f"On a machine with a network run timm.create_model({name!r}, pretrained=True), "
             "save its state_dict with safetensors.torch.save_file and set model.weights=FILE; "
@@ -87,8 +90,13 @@ def create_backbone(
         ) from None
 
 
+def _timm_cfg(backbone: nn.Module) -> dict[str, Any]:
+    """The ``pretrained_cfg`` dict timm sets on every model it creates."""
+    return cast("dict[str, Any]", backbone.pretrained_cfg)
+
+
 def _classifier_keys(backbone: nn.Module) -> tuple[str, ...]:
-    names = backbone.pretrained_cfg.get("classifier") or ()
+    names = _timm_cfg(backbone).get("classifier") or ()
     names = (names,) if isinstance(names, str) else tuple(names)
     return tuple(f"{n}.{suffix}" for n in names for suffix in ("weight", "bias"))
 
@@ -108,21 +116,21 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path, in_chans: int =
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(
+        raise InputError(
             f"model.weights file {str(path)!r} not found; pass a .safetensors or .pt/.pth "
             "state dict of the backbone"
         )
-    name = backbone.pretrained_cfg.get("architecture", type(backbone).__name__)
+    name = _timm_cfg(backbone).get("architecture", type(backbone).__name__)
     try:
         state = timm.models.load_state_dict(str(path))
     except Exception as exc:  # unreadable or unsafe pickle: report, do not crash
-        raise ValueError(
+        raise InputError(
             f"cannot read model.weights {str(path)!r} ({type(exc).__name__}: {exc}); save the "
             "backbone's state_dict with safetensors.torch.save_file or torch.save"
         ) from None
     for key in _classifier_keys(backbone):
         state.pop(key, None)
-    first_conv = backbone.pretrained_cfg.get("first_conv")
+    first_conv = _timm_cfg(backbone).get("first_conv")
     for conv in (first_conv,) if isinstance(first_conv, str) else first_conv or ():
         key = f"{conv}.weight"
         if key in state and state[key].ndim == 4 and state[key].shape[1] != in_chans:
@@ -136,7 +144,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path, in_chans: int =
             problems.append(f"{len(missing)} missing tensor(s) ({', '.join(missing[:3])} ...)")
         if unexpected:
             problems.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])} ...)")
-        raise ValueError(
+        raise InputError(
             f"model.weights {str(path)!r} does not fit timm model {name!r}: "
             f"{'; '.join(problems)}. Check model.backbone matches the weights"
         )
@@ -144,7 +152,7 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path, in_chans: int =
         backbone.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())[:300]
-        raise ValueError(
+        raise InputError(
             f"model.weights {str(path)!r} does not fit timm model {name!r}: {detail}"
         ) from None
 
@@ -156,7 +164,7 @@ def feature_dim(backbone: nn.Module) -> int:
     for models with a hidden layer after pooling (MobileNetV3); ``num_features`` is the fallback.
     """
     width = getattr(backbone, "head_hidden_size", None) or backbone.num_features
-    return int(width)
+    return int(cast("int", width))
 
 
 class GeM(nn.Module):
@@ -173,7 +181,7 @@ class GeM(nn.Module):
     def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
         super().__init__()
         if p <= 0:
-            raise ValueError(f"GeM p must be > 0, got {p}.")
+            raise InputError(f"GeM p must be > 0, got {p}.")
         self.p = nn.Parameter(torch.tensor(float(p)))
         self.eps = eps
 
@@ -187,7 +195,7 @@ class GeM(nn.Module):
             ``(B, C)``.
         """
         if features.ndim != 4:
-            raise ValueError(
+            raise InputError(
                 f"model.pool=gem needs (B, C, H, W) feature maps from a convolutional backbone; "
                 f"this backbone returns shape {tuple(features.shape)}. Use model.pool=avg or "
                 "token for transformers"
@@ -222,7 +230,7 @@ def projection_head(in_features: int, out_features: int, kind: str) -> nn.Module
         return nn.Linear(in_features, out_features)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"head must be 'mlp', 'linear' or 'none', got {kind!r}.")
+    raise InputError(f"head must be 'mlp', 'linear' or 'none', got {kind!r}.")
 
 
 class EmbeddingModel(nn.Module):
@@ -253,7 +261,7 @@ class EmbeddingModel(nn.Module):
     ) -> None:
         super().__init__()
         if embedding not in EMBEDDINGS:
-            raise ValueError(f"embedding must be 'head' or 'backbone', got {embedding!r}.")
+            raise InputError(f"embedding must be 'head' or 'backbone', got {embedding!r}.")
         self.backbone = backbone
         self.pool = pool if pool is not None else nn.Identity()
         features = feature_dim(backbone)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,8 @@ from supcon.builders import build_model
 from supcon.config import Config, config_from_dict
 from supcon.data import build_transforms
 from supcon.data.transforms import Transform
+from supcon.errors import MissingFileError
+from supcon.messages import say
 from supcon.models import EmbeddingModel
 from supcon.training.checkpoint import PREVIOUS, CheckpointError, load_checkpoint, problem_of
 
@@ -52,7 +53,7 @@ def find_checkpoint(path: str | Path) -> Path:
         for candidate in (path / "checkpoints" / name, path / name):
             if candidate.is_file():
                 return candidate
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no checkpoint at {str(path)!r}: pass a run directory (with checkpoints/best.pt or "
         "checkpoints/last.pt) or a .pt file written by supcon train"
     )
@@ -72,7 +73,9 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     state, checkpoint_path = _load_or_fall_back(checkpoint_path)
     for key in ("model", "config", "in_chans"):
         if key not in state:
-            raise ValueError(f"{str(checkpoint_path)!r} is not a supcon checkpoint (no {key!r})")
+            raise CheckpointError(
+                f"{str(checkpoint_path)!r} is not a supcon checkpoint (no {key!r})"
+            )
     config = config_from_dict(state["config"], source=str(checkpoint_path))
     model = build_model(config.model, int(state["in_chans"]), pretrained=False)
     model.load_state_dict(state["model"])
@@ -111,6 +114,6 @@ def _load_or_fall_back(path: Path) -> tuple[dict, Path]:
                 state = load_checkpoint(candidate, map_location="cpu")
             except CheckpointError:
                 continue
-            print(f"supcon: {problem_of(exc)}; falling back to {str(candidate)!r}", file=sys.stderr)
+            say(f"supcon: {problem_of(exc)}; falling back to {str(candidate)!r}")
             return state, candidate
         raise

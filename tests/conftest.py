@@ -32,3 +32,17 @@ def run_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
         return Result(code, out, err)
 
     return call
+
+
+@pytest.fixture(autouse=True)
+def _messages_on_stderr():
+    """Show the ``supcon`` message channel on stderr, as with no logging configured.
+
+    pytest's log capture gives the root logger handlers, so Python would not print the channel to
+    stderr by itself here; tests that read messages from ``capsys``/``capfd`` see them as a user
+    does (``caplog`` still sees them too).
+    """
+    from supcon.messages import to_stderr
+
+    with to_stderr(python_warnings=False):
+        yield

@@ -8,15 +8,15 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from supcon.errors import UserError
+from supcon.errors import InputError, UserError
+from supcon.messages import say
 
 if TYPE_CHECKING:
     import torch
 
     from supcon.data import Split
     from supcon.evaluation.embed import EmbeddingSet
+    from supcon.export import ExportedModel
     from supcon.runs import LoadedRun
 
 
@@ -63,38 +63,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, default_split: str) -> N
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available; refuses CUDA on a machine without it."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name} but CUDA is not available; use --device cpu")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
-
-
-def _concat(first: Split, second: Split) -> Split:
-    """Both splits as one, without query/gallery flags (class ids of ``second`` kept)."""
-    import torch
-
-    labels = np.concatenate([first.labels, second.labels])
-    if hasattr(first, "paths"):
-        return dataclasses.replace(
-            second,
-            paths=tuple(first.paths) + tuple(second.paths),
-            labels=labels,
-            is_query=None,
-            is_gallery=None,
-        )
-    return dataclasses.replace(
-        second, images=torch.cat([first.images, second.images]), labels=labels
-    )
-
-
-def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str]:
+def load_items(run: LoadedRun | ExportedModel, data: str | None, split: str) -> tuple[Split, str]:
     """The items to embed and a description of them.
 
     Args:
@@ -116,6 +85,7 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
         with_channels,
     )
     from supcon.data.verify import screen_splits, summarize
+    from supcon.data.views import concat_splits
 
     if data is None:
         if run.config is None:
@@ -125,10 +95,10 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
         train, held_out = load_splits(run.config.data, run.config.train.seed)
         train, held_out, bad = screen_splits(run.config.data, train, held_out)
         if bad:
-            print(f"note: data.on_bad_image=skip left out {summarize(bad)}")
+            say(f"note: data.on_bad_image=skip left out {summarize(bad)}")
         if split == "heldout":
             return held_out, f"held-out split of {run.checkpoint}"
-        return _concat(train, held_out), f"all data of {run.checkpoint}"
+        return concat_splits(train, held_out), f"all data of {run.checkpoint}"
     path = Path(data)
     data_config = run.config.data if run.config is not None else DataConfig()
     if path.is_dir():
@@ -142,21 +112,23 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
     return with_channels(items, model_channels(run)), str(path)
 
 
-def model_channels(run: LoadedRun) -> int:
+def model_channels(run: LoadedRun | ExportedModel) -> int:
     """Input channels of a run's model, or of an exported one (from its sidecar)."""
     from supcon.data import input_channels
+    from supcon.export import ExportedModel
 
-    if run.config is None:
-        return int(run.meta["transform"]["input_size"][0])  # type: ignore[attr-defined]
+    if isinstance(run, ExportedModel):
+        return int(run.meta["transform"]["input_size"][0])
     return input_channels(run.config.data)
 
 
-def model_info(run: LoadedRun) -> dict[str, str]:
+def model_info(run: LoadedRun | ExportedModel) -> dict[str, str]:
     """The checkpoint path and weight fingerprint recorded with embeddings and indexes
     (an exported model reports those of the run it was exported from)."""
     from supcon.evaluation.embed import model_fingerprint
+    from supcon.export import ExportedModel
 
-    if getattr(run, "model_info", None) is not None:
+    if isinstance(run, ExportedModel):
         return dict(run.model_info)
     return {
         "checkpoint": str(Path(run.checkpoint).resolve()),
@@ -166,7 +138,7 @@ def model_info(run: LoadedRun) -> dict[str, str]:
 
 
 def embed_items(
-    run: LoadedRun, items: Split, args: argparse.Namespace, device: torch.device
+    run: LoadedRun | ExportedModel, items: Split, args: argparse.Namespace, device: torch.device
 ) -> EmbeddingSet:
     """Embed ``items`` with the run's model and eval transform."""
     from supcon.data import EvalDataset
@@ -196,14 +168,14 @@ def embed_items(
     )
 
 
-def load_model(source: str | Path, device: torch.device) -> LoadedRun:
+def load_model(source: str | Path, device: torch.device) -> LoadedRun | ExportedModel:
     """A run (directory or checkpoint) or a model written by ``supcon export`` (``.onnx`` /
     TorchScript ``.pt`` with its ``.json``), loaded for embedding."""
     from supcon.export import is_exported, load_exported
     from supcon.runs import load_run
 
     if is_exported(source):
-        return load_exported(source, device=device)  # type: ignore[return-value]
+        return load_exported(source, device=device)
     return load_run(source, device=device)
 
 
@@ -228,7 +200,7 @@ def load_or_embed(
     path = Path(source)
     if path.suffix in EXTENSIONS:
         if args.data is not None:
-            raise ValueError("--data applies to a run; embeddings files are used as they are")
+            raise InputError("--data applies to a run; embeddings files are used as they are")
         return load_embeddings(path), str(path)
     loaded = load_model(path, device=device)
     items, description = load_items(loaded, args.data, args.split)

@@ -12,6 +12,7 @@ def run(args: argparse.Namespace) -> int:
     """Check every image of the recipe's data; exit 1 when some cannot be used."""
     from supcon.config import load_config
     from supcon.data import load_splits
+    from supcon.data.sources import FileSplit
     from supcon.data.verify import check_images, summarize
     from supcon.reporting import escape, format_table
 
@@ -21,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     started = time.perf_counter()
     train, held_out = load_splits(config.data, config.train.seed)
-    if not hasattr(train, "paths"):  # CIFAR: decoded arrays read from pickles
+    if not isinstance(train, FileSplit) or not isinstance(held_out, FileSplit):  # CIFAR arrays
         print(
             f"data.dataset={config.data.dataset}: {len(train)} training and {len(held_out)} "
             "held-out images read as arrays; no image files to check"

@@ -8,8 +8,9 @@ import argparse
 import time
 from typing import Any
 
-from supcon.commands._evaldata import add_data_arguments, load_or_embed, resolve_device
+from supcon.commands._evaldata import add_data_arguments, load_or_embed
 from supcon.errors import UserError
+from supcon.messages import say
 from supcon.outputs import add_force_argument
 
 
@@ -38,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
         check_outputs(
             [(args.json, FEWSHOT_REPORT)], option="--json", force=args.force, inputs=inputs
         )
-    device = resolve_device(args.device)
+    from supcon.devices import resolve_device
+
+    device = resolve_device(args.device, option="--device")
     started = time.perf_counter()
     data, description = load_or_embed(args.source, args, device)
     labelled = data.labels >= 0
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             "labelled images (an image folder, or a CSV manifest with a label column)"
         )
     if not labelled.all():
-        print(f"note: {int((~labelled).sum())} unlabelled items are left out")
+        say(f"note: {int((~labelled).sum())} unlabelled items are left out")
     report = fewshot_accuracy(
         data.embeddings[labelled],
         data.labels[labelled],

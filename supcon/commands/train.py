@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import sys
 import time
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
 from supcon.errors import UserError
+from supcon.messages import say
 
 # Overrides a resumed run accepts: they change how the run is executed or logged, not what it
 # computes. ``train.epochs`` may grow: the cosine schedule is then stretched from the current
@@ -95,14 +95,15 @@ def _check_resume_epochs(run_dir: Path, epochs: int, finished: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) from a recipe, print the held-out metrics table on rank 0."""
     from supcon.config import load_config
+    from supcon.distributed import broadcast_object, get_rank
     from supcon.outputs import check_run_folder
     from supcon.reporting import escape, metrics_table
     from supcon.training import distributed_session, train
-    from supcon.training.distributed import broadcast_object, get_rank
     from supcon.training.lock import run_lock
     from supcon.training.preempt import Preempted
 
     overrides = list(args.overrides)
+    run_dir: Path | None
     if args.resume:
         if args.out:
             raise UserError("--resume DIR continues the run in DIR; drop --out")
@@ -149,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             )
         except Preempted as exc:
             if get_rank() == 0:
-                print(f"supcon train: {exc}", file=sys.stderr)
+                say(f"supcon train: {exc}")
             return exc.exit_code
         elapsed = time.perf_counter() - started
         if get_rank() == 0:

@@ -101,6 +101,7 @@ def _convert_arg(key: str, value: Any) -> Any:
 
 
 def _parse_one(spec: Any, where: str) -> v2.Transform:
+    args: Any
     if isinstance(spec, str):
         name, args = spec, {}
     elif isinstance(spec, Mapping) and len(spec) == 1:

@@ -330,7 +330,9 @@ def read_fewshot_csv(root: Path) -> Splits:
 
 def _omniglot_set(folder: Path) -> FileSplit:
     """``folder/<alphabet>/<character>/*.png`` with one class per ``alphabet/character``."""
-    paths, names, labels = [], [], []
+    paths: list[str] = []
+    names: list[str] = []
+    labels: list[np.ndarray] = []
     for alphabet in sorted(p for p in folder.iterdir() if p.is_dir()):
         characters = scan_image_folder(alphabet)
         offset = len(names)

@@ -1,10 +1,14 @@
-"""Turn the ``data:`` section of a recipe into train and held-out splits and their transforms."""
+"""Data builders: the ``data:`` and ``augment:`` sections of a recipe in, splits and transforms out.
+
+Like :mod:`supcon.builders`, this module reads config sections (and sits in the builders
+layer); the datasets and transforms it makes take plain arguments.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from torch import nn
@@ -12,7 +16,7 @@ from torch import nn
 from supcon.augment_spec import PRESET_DEFAULTS
 from supcon.data.augment import build_augmentation, build_eval_transform
 from supcon.data.benchmarks import BENCHMARKS, ArraySplit, load_benchmark
-from supcon.data.digits import load_digits_splits
+from supcon.data.digits import TensorSplit, load_digits_splits
 from supcon.data.sources import (
     EVAL_SPLITS,
     TRAIN_SPLITS,
@@ -39,13 +43,16 @@ def input_channels(config: DataConfig) -> int:
     return default_channels(config)
 
 
-def with_channels(split: Split, channels: int) -> Split:
+S = TypeVar("S", bound=Split)
+
+
+def with_channels(split: S, channels: int) -> S:
     """``split`` yielding ``channels``-channel images (files read as ``L`` or ``RGB``; the
     in-memory grayscale digits repeated to 3 channels when asked)."""
     if isinstance(split, (FileSplit, ArraySplit)):
         return dataclasses.replace(split, mode="L" if channels == 1 else "RGB")
-    images = getattr(split, "images", None)
-    if images is not None and images.shape[1] != channels:
+    if isinstance(split, TensorSplit) and split.images.shape[1] != channels:
+        images = split.images
         if images.shape[1] != 1:
             raise DataError(f"cannot turn {images.shape[1]}-channel images into {channels}")
         return dataclasses.replace(split, images=images.expand(-1, channels, -1, -1).contiguous())
@@ -111,6 +118,8 @@ def load_splits(config: DataConfig, seed: int) -> tuple[Split, Split]:
     Raises:
         DataError: describing what is wrong with the data and how to fix it.
     """
+    train: Split
+    test: Split
     if config.dataset == "digits":
         train, test = load_digits_splits(
             config.image_size or DIGITS_IMAGE_SIZE, config.test_fraction, seed, config.split_by
@@ -129,7 +138,7 @@ def load_splits(config: DataConfig, seed: int) -> tuple[Split, Split]:
         raise DataError(
             "the held-out split is empty; raise data.test_fraction or add held-out rows"
         )
-    if isinstance(train, FileSplit) and config.max_image_pixels:
+    if isinstance(train, FileSplit) and isinstance(test, FileSplit) and config.max_image_pixels:
         limit = config.max_image_pixels
         train = dataclasses.replace(train, max_pixels=limit)
         test = dataclasses.replace(test, max_pixels=limit)
@@ -205,7 +214,7 @@ def build_transforms(
 
 
 def describe_transforms(
-    augment: AugmentConfig, resize: str, train: Transform, evaluation: Transform
+    augment: AugmentConfig, resize: str | None, train: Transform, evaluation: Transform
 ) -> str:
     """The text of a run's ``augment.txt``: the resolved settings and both pipelines' reprs."""
     from supcon.augment_spec import preset_knobs

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from supcon.errors import SupconError
+
 IMAGE_EXTENSIONS = (
     ".jpg",
     ".jpeg",
@@ -46,12 +48,16 @@ BACKGROUND = (255, 255, 255)
 BAD_IMAGE_KINDS = ("zero-byte", "not an image", "truncated or corrupt", "too large", "unreadable")
 
 
-class DataError(ValueError):
+class DataError(SupconError, ValueError):
     """The data on disk cannot be used as given; the message says what to change."""
 
 
 class BadImageError(DataError):
     """One image file cannot be used; ``kind`` is one of :data:`BAD_IMAGE_KINDS`."""
+
+    path: str
+    kind: str
+    detail: str | None
 
     def __init__(self, path: str, kind: str | None = None, detail: str | None = None) -> None:
         if kind is None:  # rebuilt by a DataLoader from a worker's report: keep the last line
@@ -237,7 +243,9 @@ def scan_image_folder(root: str | Path, class_names: tuple[str, ...] | None = No
             "root/<class>/<image>.jpg"
         )
     names = list(class_names or ())
-    paths, labels, empty = [], [], []
+    paths: list[str] = []
+    labels: list[int] = []
+    empty: list[str] = []
     for class_dir in class_dirs:
         files = sorted(p for p in class_dir.rglob("*") if _is_image(p, class_dir))
         if not files:

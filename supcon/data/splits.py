@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from supcon.errors import InputError
+
 
 def split_by_sample(
     labels: np.ndarray, test_fraction: float, seed: int
@@ -30,7 +32,7 @@ def split_by_sample(
         counts = np.bincount(labels)
         small = np.flatnonzero((counts > 0) & (counts < 2))
         if len(small):
-            raise ValueError(
+            raise InputError(
                 f"{len(small)} class(es) have a single image, so they cannot be split by sample; "
                 "add images, or set data.split_by=class"
             )
@@ -56,12 +58,12 @@ def split_by_class(labels: np.ndarray, test_fraction: float) -> tuple[np.ndarray
         ValueError: for unlabeled data or fewer than two classes.
     """
     if not bool((labels >= 0).all()):
-        raise ValueError(
+        raise InputError(
             "data.split_by=class needs labels; unlabeled data can only be split by sample"
         )
     classes = np.unique(labels)
     if len(classes) < 2:
-        raise ValueError("data.split_by=class needs at least two classes")
+        raise InputError("data.split_by=class needs at least two classes")
     held = min(len(classes) - 1, max(1, math.ceil(test_fraction * len(classes))))
     test_classes = classes[-held:]
     is_test = np.isin(labels, test_classes)

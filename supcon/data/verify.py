@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from supcon.data.sources import BadImageError, DataError, FileSplit, load_image
+from supcon.messages import say
 
 if TYPE_CHECKING:
     from supcon.config import DataConfig
@@ -53,7 +54,7 @@ def check_image(path: str, max_pixels: int | None = None) -> BadImage | None:
     try:
         load_image(path, max_pixels=max_pixels)
     except BadImageError as exc:
-        return BadImage(path, exc.kind, exc.detail)
+        return BadImage(path, exc.kind, exc.detail or "")
     return None
 
 
@@ -96,7 +97,7 @@ def skipped_csv(bad: Sequence[BadImage]) -> str:
     return buffer.getvalue()
 
 
-def _drop(split: Split, bad_paths: set[str]) -> Split:
+def _drop(split: FileSplit, bad_paths: set[str]) -> FileSplit:
     keep = np.array([p not in bad_paths for p in split.paths], dtype=bool)
     return split if keep.all() else split.subset(np.flatnonzero(keep))
 
@@ -122,7 +123,9 @@ def screen_splits(
         DataError: with ``error`` and bad files (the first few listed), or when skipping
             leaves a split empty.
     """
-    if not isinstance(train, FileSplit) or not (config.verify or config.on_bad_image == "skip"):
+    if not isinstance(train, FileSplit) or not isinstance(held_out, FileSplit):
+        return train, held_out, []
+    if not (config.verify or config.on_bad_image == "skip"):
         return train, held_out, []
     paths = list(dict.fromkeys([*train.paths, *held_out.paths]))
     bad = check_images(paths, config.max_image_pixels, progress=progress)
@@ -153,5 +156,5 @@ def write_skipped(run_dir: str | Path, bad: Sequence[BadImage]) -> Path | None:
     if not bad:
         return None
     path = atomic_write_text(Path(run_dir) / SKIPPED_CSV, skipped_csv(bad))
-    print(f"supcon: data.on_bad_image=skip: skipped {summarize(bad)}; listed in {escape(path)}")
+    say(f"supcon: data.on_bad_image=skip: skipped {summarize(bad)}; listed in {escape(path)}")
     return path

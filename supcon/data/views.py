@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import dataclasses
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -13,16 +14,59 @@ from supcon.data.transforms import Transform
 
 
 class Split(Protocol):
-    """What the datasets need from a split (``TensorSplit`` or ``FileSplit``)."""
+    """What the datasets need from a split (``TensorSplit`` or ``FileSplit``).
 
-    labels: np.ndarray
-    class_names: tuple[str, ...]
-    is_query: np.ndarray | None
-    is_gallery: np.ndarray | None
+    Members are read-only properties, so frozen dataclasses satisfy the protocol.
+    """
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def is_query(self) -> np.ndarray | None: ...
+
+    @property
+    def is_gallery(self) -> np.ndarray | None: ...
 
     def __len__(self) -> int: ...
 
     def load(self, index: int) -> Any: ...
+
+    @property
+    def labeled(self) -> bool:
+        """Whether every item has a class label."""
+        ...
+
+
+S = TypeVar("S", bound=Split)
+
+
+def concat_splits(first: S, second: S) -> S:
+    """Both splits as one split of ``second``'s kind: items and labels of ``first``, then
+    ``second``'s; class names of ``second``; no query/gallery flags.
+
+    Works for every split dataclass (image files, in-memory tensors): their per-item field
+    (``paths`` or ``images``) is concatenated, the other fields are ``second``'s.
+    """
+    if type(first) is not type(second):
+        raise TypeError(f"cannot join a {type(first).__name__} and a {type(second).__name__}")
+    changes: dict[str, Any] = {
+        "labels": np.concatenate([first.labels, second.labels]),
+        "is_query": None,
+        "is_gallery": None,
+    }
+    for field in dataclasses.fields(second):  # type: ignore[arg-type]
+        mine, theirs = getattr(first, field.name), getattr(second, field.name)
+        if isinstance(theirs, Tensor) and len(theirs) == len(second):
+            changes[field.name] = torch.cat([mine, theirs])
+        elif (
+            field.name != "class_names" and isinstance(theirs, tuple) and len(theirs) == len(second)
+        ):
+            changes[field.name] = tuple(mine) + tuple(theirs)
+    return dataclasses.replace(second, **changes)  # type: ignore[type-var]
 
 
 def augmentation_seed(seed: int, epoch: int, index: int) -> int:

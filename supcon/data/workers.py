@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+from supcon.errors import InputError
+
 AUTO = "auto"
 MAX_AUTO_WORKERS = 8
 MIN_AUTO_WORKERS = 2
@@ -62,5 +64,5 @@ def resolve_num_workers(value: int | str, *, in_memory: bool = False) -> int:
         processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
         return auto_num_workers(available_cores(), processes)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"num_workers must be 'auto' or an integer ≥ 0, got {value!r}")
+        raise InputError(f"num_workers must be 'auto' or an integer ≥ 0, got {value!r}")
     return value

@@ -1,15 +1,14 @@
-"""Where evaluation runs: the torch device for exact search, FAISS on GPU when it can be.
+"""Where evaluation runs: FAISS on GPU when it can be (the torch device: :mod:`supcon.devices`).
 
-Fallbacks are never silent: each is said once per process on the ``supcon`` logger (printed
-to stderr when no logging is configured).
+Fallbacks are never silent: each is said once per process on the ``supcon`` message channel
+(:mod:`supcon.messages`).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import torch
+from supcon.messages import say_once
 
 
 def _faiss() -> Any:
@@ -17,49 +16,6 @@ def _faiss() -> Any:
     import faiss
 
     return faiss
-
-
-LOGGER = logging.getLogger("supcon")
-_said: set[str] = set()
-
-
-def say(message: str) -> None:
-    """Tell the user something they should know (stderr unless logging is configured)."""
-    LOGGER.warning(message)
-
-
-def say_once(message: str) -> None:
-    """:func:`say` ``message`` the first time only."""
-    if message not in _said:
-        _said.add(message)
-        say(message)
-
-
-def resolve_device(device: str | torch.device | None, *tensors: object) -> torch.device:
-    """The device exact search runs on.
-
-    Args:
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` (CUDA when available) or
-            ``None`` (CUDA when an input tensor is on CUDA, else CPU).
-        tensors: The inputs (only consulted when ``device`` is ``None``).
-
-    Returns:
-        The device.
-
-    Raises:
-        ValueError: for CUDA on a machine without it.
-    """
-    if device is None:
-        on_cuda = any(isinstance(t, torch.Tensor) and t.is_cuda for t in tensors)
-        return torch.device("cuda" if on_cuda else "cpu")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} but CUDA is not available; use device='cpu'")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {str(device)!r}")
-    return device
 
 
 def faiss_gpu_count() -> int:

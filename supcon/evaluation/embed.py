@@ -12,9 +12,10 @@ import contextlib
 import hashlib
 import io
 import json
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,7 +24,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from supcon.distributed import all_gather_no_grad, get_rank, get_world_size
-from supcon.io import atomic_write_bytes, atomic_write_json
+from supcon.errors import InputError, MissingFileError
+from supcon.eval_mode import eval_mode
+from supcon.io import atomic_write_bytes, atomic_write_json, sidecar_path
 
 FORMAT = "supcon-embeddings/1"
 EXTENSIONS = (".npy", ".safetensors")
@@ -61,12 +64,11 @@ def extract_embeddings(
     device = torch.device(device)
     use_amp = device.type == "cuda" if amp is None else amp
     rank, world = get_rank(), get_world_size()
-    shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
+    total = len(cast("Sized", dataset))  # map-style datasets (EvalDataset) have a length
+    shard = Subset(dataset, range(rank, total, world)) if world > 1 else dataset
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    was_training = model.training
-    model.eval()
     chunks, labels, ids = [], [], []
-    try:
+    with eval_mode(model):
         for images, batch_labels, batch_ids in tqdm(
             loader, desc="embed", disable=not progress or rank != 0, leave=False
         ):
@@ -81,13 +83,11 @@ def extract_embeddings(
             chunks.append(out.float().cpu())
             labels.append(torch.as_tensor(batch_labels, dtype=torch.int64))
             ids.append(torch.as_tensor(batch_ids, dtype=torch.int64))
-    finally:
-        model.train(was_training)
     emb = torch.cat(chunks) if chunks else torch.empty(0, 0)
     lab = torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64)
     idx = torch.cat(ids) if ids else torch.empty(0, dtype=torch.int64)
     if world > 1:
-        emb, lab, idx = _gather_shards(emb, lab, idx, len(dataset), world, device)
+        emb, lab, idx = _gather_shards(emb, lab, idx, total, world, device)
     return emb.numpy(), lab.numpy(), idx.numpy()
 
 
@@ -101,8 +101,8 @@ def _gather_shards(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All-gather equal-size (padded) shards and put rows back in dataset order."""
     per_rank = -(-total // world)
-    dim = torch.tensor([emb.shape[1] if len(emb) else 0], device=device)
-    dim = int(all_gather_no_grad(dim).max())
+    local_dim = torch.tensor([emb.shape[1] if len(emb) else 0], device=device)
+    dim = int(all_gather_no_grad(local_dim).max())
     pad = per_rank - len(emb)
     comm = device if device.type == "cuda" else torch.device("cpu")
     emb = torch.cat([emb.reshape(-1, dim), torch.zeros(pad, dim)]).to(comm)
@@ -155,23 +155,19 @@ class EmbeddingSet:
     def __post_init__(self) -> None:
         n = len(self.embeddings)
         if self.embeddings.ndim != 2:
-            raise ValueError(f"embeddings must be (N, D), got shape {self.embeddings.shape}")
+            raise InputError(f"embeddings must be (N, D), got shape {self.embeddings.shape}")
         for name in ("labels", "ids", "is_query", "is_gallery"):
             value = getattr(self, name)
             if value is not None and value.shape != (n,):
-                raise ValueError(
+                raise InputError(
                     f"{name} must be ({n},) to match the embeddings, got {value.shape}"
                 )
         if self.paths is not None and len(self.paths) != n:
-            raise ValueError(f"paths has {len(self.paths)} entries for {n} embeddings")
+            raise InputError(f"paths has {len(self.paths)} entries for {n} embeddings")
 
     @property
     def dim(self) -> int:
         return int(self.embeddings.shape[1])
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -194,7 +190,7 @@ def save_embeddings(path: str | Path, data: EmbeddingSet) -> Path:
         ValueError: for another extension.
     """
     path = Path(path)
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "embeddings": np.ascontiguousarray(data.embeddings, dtype=np.float32),
         "labels": np.ascontiguousarray(data.labels, dtype=np.int64),
         "ids": np.ascontiguousarray(data.ids, dtype=np.int64),
@@ -216,9 +212,9 @@ def save_embeddings(path: str | Path, data: EmbeddingSet) -> Path:
             atomic_write_bytes(target, _npy_bytes(array))
             files[name] = target.name
     else:
-        raise ValueError(f"embeddings go to a .npy or .safetensors file, got {str(path)!r}")
+        raise InputError(f"embeddings go to a .npy or .safetensors file, got {str(path)!r}")
     atomic_write_json(
-        _sidecar(path),
+        sidecar_path(path),
         {
             "format": FORMAT,
             "count": len(data.embeddings),
@@ -241,23 +237,23 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"embedding file {str(path)!r} not found")
+        raise MissingFileError(f"embedding file {str(path)!r} not found")
     meta: dict[str, Any] = {}
-    if _sidecar(path).is_file():
+    if sidecar_path(path).is_file():
         try:
-            meta = json.loads(_sidecar(path).read_text(encoding="utf-8"))
+            meta = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(f"{str(_sidecar(path))!r} is not valid JSON") from None
+            raise InputError(f"{str(sidecar_path(path))!r} is not valid JSON") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{str(_sidecar(path))!r} is not a supcon embedding description")
+            raise InputError(f"{str(sidecar_path(path))!r} is not a supcon embedding description")
         wrong = [
             key
             for key, kind in (("files", dict), ("model", dict), ("class_names", list))
             if key in meta and not isinstance(meta[key], kind)
         ]
         if wrong or not isinstance(meta.get("paths") or [], list):
-            raise ValueError(
-                f"{str(_sidecar(path))!r} has malformed key(s) {', '.join(wrong) or 'paths'}; "
+            raise InputError(
+                f"{str(sidecar_path(path))!r} has malformed key(s) {', '.join(wrong) or 'paths'}; "
                 "write the embeddings again with supcon embed"
             )
     if path.suffix == ".safetensors":
@@ -266,16 +262,16 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
         try:
             arrays = load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
-            raise ValueError(f"cannot read {str(path)!r} as safetensors: {exc}") from None
+            raise InputError(f"cannot read {str(path)!r} as safetensors: {exc}") from None
     elif path.suffix == ".npy":
         arrays = {"embeddings": _load_npy(path)}
         for name, file in meta.get("files", {}).items():
             if name != "embeddings":
                 arrays[name] = _load_npy(path.with_name(file))
     else:
-        raise ValueError(f"embeddings are read from .npy or .safetensors, got {str(path)!r}")
+        raise InputError(f"embeddings are read from .npy or .safetensors, got {str(path)!r}")
     if "embeddings" not in arrays:
-        raise ValueError(f"{str(path)!r} holds no 'embeddings' tensor")
+        raise InputError(f"{str(path)!r} holds no 'embeddings' tensor")
     emb = np.asarray(arrays["embeddings"], dtype=np.float32)
     n = len(emb)
     flags = {k: arrays[k].astype(bool) if k in arrays else None for k in ("is_query", "is_gallery")}
@@ -293,8 +289,8 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
 
 def _load_npy(path: Path) -> np.ndarray:
     if not path.is_file():
-        raise FileNotFoundError(f"{str(path)!r} is missing (part of an embedding file)")
+        raise MissingFileError(f"{str(path)!r} is missing (part of an embedding file)")
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise ValueError(f"cannot read {str(path)!r} as .npy: {exc}") from None
+        raise InputError(f"cannot read {str(path)!r} as .npy: {exc}") from None

@@ -37,14 +37,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from supcon.evaluation.backend import resolve_device
-from supcon.evaluation.metrics import ArrayLike, _embeddings, _to_numpy
-from supcon.samplers import EpisodicSampler
-from supcon.samplers._common import as_label_array
+from supcon import blocks
+from supcon.devices import resolve_device
+from supcon.errors import InputError
+from supcon.evaluation.metrics import ArrayLike, embedding_rows
+from supcon.evaluation.unit import as_numpy
+from supcon.samplers import EpisodicSampler, as_label_array
 
-#: A batch of episodes holds at most this many gathered embedding values (≈ 64 MB in float32).
-BATCH_ELEMENTS = 1 << 24
-#: ... and at most this many episodes (so a progress bar moves during slow classifiers).
+#: A batch holds at most this many episodes (so a progress bar moves during slow classifiers).
 MAX_BATCH_EPISODES = 100
 
 #: ``classify(support, query) -> predicted class position``, where ``support`` is
@@ -124,17 +124,17 @@ def logistic_classify(support: torch.Tensor, query: torch.Tensor) -> torch.Tenso
 
 def _check_int(value: object, name: str, minimum: int, hint: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}; {hint}")
+        raise InputError(f"{name} must be an int >= {minimum}, got {value!r}; {hint}")
     return int(value)
 
 
 def _check_classifiers(classifiers: str | Sequence[str]) -> list[str]:
     names = [classifiers] if isinstance(classifiers, str) else list(classifiers)
     if not names:
-        raise ValueError(f"classifiers is empty; pass one or more of {sorted(CLASSIFIERS)}.")
+        raise InputError(f"classifiers is empty; pass one or more of {sorted(CLASSIFIERS)}.")
     unknown = [n for n in names if n not in CLASSIFIERS]
     if unknown:
-        raise ValueError(f"unknown classifier(s) {unknown}; choose from {sorted(CLASSIFIERS)}.")
+        raise InputError(f"unknown classifier(s) {unknown}; choose from {sorted(CLASSIFIERS)}.")
     return list(dict.fromkeys(names))
 
 
@@ -149,7 +149,7 @@ def _check_settings(
     """Checked counts, de-duplicated ``k_shots`` and classifier names."""
     n_way = _check_int(n_way, "n_way", 2, "an episode needs at least 2 classes.")
     if not k_shots:
-        raise ValueError("k_shots is empty; pass e.g. k_shots=(1, 5).")
+        raise InputError("k_shots is empty; pass e.g. k_shots=(1, 5).")
     shots = [
         _check_int(k, "k_shot", 1, "each class needs at least 1 support item.") for k in k_shots
     ]
@@ -184,7 +184,7 @@ def _check_episode_fits(labels: np.ndarray, n_way: int, k_shot: int, n_query: in
             fixes.append(f"{at}n_query <= {room - k_shot}")
         elif room >= 2:
             fixes.append(f"{at}k_shot + n_query <= {room}")
-    raise ValueError(
+    raise InputError(
         f"n_way={n_way} needs {n_way} classes with at least k_shot + n_query = {k_shot} + "
         f"{n_query} = {need} items each, but only {qualify} of {len(sizes)} classes have that "
         f"many; use {' or '.join(fixes) or 'more items per class or more classes'}."
@@ -193,10 +193,10 @@ def _check_episode_fits(labels: np.ndarray, n_way: int, k_shot: int, n_query: in
 
 def _prepare(embeddings: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Normalised ``(N, D)`` float32 embeddings and ``(N,)`` int64 labels, checked."""
-    emb = _embeddings(embeddings, "embeddings")
-    lab = _to_numpy(labels)
+    emb = embedding_rows(embeddings, "embeddings")
+    lab = as_numpy(labels)
     if lab.ndim != 1 or len(lab) != len(emb):
-        raise ValueError(
+        raise InputError(
             f"labels must be ({len(emb)},), one per embedding row, got shape {lab.shape}; "
             "pass the labels of exactly these embeddings."
         )
@@ -226,7 +226,7 @@ def _episode_accuracies(
     episodes = len(indices)
     shots = n_way * k_shot
     dim = emb.shape[1]
-    batch = max(1, min(MAX_BATCH_EPISODES, BATCH_ELEMENTS // (indices.shape[1] * dim)))
+    batch = max(1, min(MAX_BATCH_EPISODES, blocks.BATCH_ELEMENTS // (indices.shape[1] * dim)))
     truth = torch.arange(n_way, device=emb.device).repeat_interleave(n_query)  # (n_way*n_query,)
     correct = {name: np.empty(episodes, dtype=np.float64) for name in classifiers}
     bar = tqdm(total=episodes, desc=f"{k_shot}-shot episodes", disable=not progress, leave=False)

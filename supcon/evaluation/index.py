@@ -28,16 +28,14 @@ import faiss
 import numpy as np
 import torch
 
-from supcon.evaluation.backend import faiss_gpu_or_say, say, say_once
+from supcon.errors import InputError, MissingFileError
+from supcon.evaluation.backend import faiss_gpu_or_say
 from supcon.evaluation.unit import as_numpy, unit_rows
-from supcon.io import atomic_write_bytes, atomic_write_json
+from supcon.io import atomic_write_bytes, atomic_write_json, sidecar_path
+from supcon.messages import say, say_once
 
 FORMAT = "supcon-index/1"
 INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq")
-
-
-def _unit_rows(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
-    return unit_rows(x, name)
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ class IndexParams:
     def resolved(self, n: int, dim: int) -> IndexParams:
         """These parameters with defaults filled in for ``n`` vectors of dimension ``dim``."""
         if self.kind not in INDEX_TYPES:
-            raise ValueError(
+            raise InputError(
                 f"index type must be one of {', '.join(INDEX_TYPES)}, got {self.kind!r}"
             )
         uses_ivf, uses_pq = self.kind in ("ivf", "ivfpq"), self.kind == "ivfpq"
@@ -84,14 +82,14 @@ class IndexParams:
             pq_m=pq_m if uses_pq else None,
         )
         if self.kind in ("ivf", "ivfpq") and n < nlist:
-            raise ValueError(
+            raise InputError(
                 f"{self.kind} with nlist={nlist} needs at least {nlist} vectors, got {n}"
             )
         if self.kind == "ivfpq":
             if dim % pq_m:
-                raise ValueError(f"pq_m={pq_m} must divide the dimension {dim}")
+                raise InputError(f"pq_m={pq_m} must divide the dimension {dim}")
             if n < 2**self.pq_bits:
-                raise ValueError(
+                raise InputError(
                     f"ivfpq needs at least {2**self.pq_bits} vectors to train {self.pq_bits}-bit "
                     f"codes, got {n}; use --type flat or hnsw for small galleries"
                 )
@@ -210,14 +208,14 @@ class SearchIndex:
         q = as_numpy(query)
         if q.ndim == 2 and q.shape[1] != self.dim:
             source = self.model.get("checkpoint") or "its embeddings"
-            raise ValueError(
+            raise InputError(
                 f"query embeddings have dimension {q.shape[1]} but the index holds "
                 f"{self.dim}-dimensional ones (made by {source}); embed with that model or "
                 "rebuild the index"
             )
-        q = _unit_rows(q, "query")
+        q = unit_rows(q, "query")
         if k < 1:
-            raise ValueError(f"k must be ≥ 1, got {k}")
+            raise InputError(f"k must be ≥ 1, got {k}")
         if k > len(self):
             say(f"k={k} is larger than the {len(self)} items in the index; clipped to {len(self)}")
             k = len(self)
@@ -228,19 +226,19 @@ class SearchIndex:
     def check_refine(self, refine: int) -> None:
         """Raise ``ValueError`` when ``refine`` cannot apply to this index (see :meth:`search`)."""
         if refine < 1:
-            raise ValueError(f"refine must be ≥ 1, got {refine}")
+            raise InputError(f"refine must be ≥ 1, got {refine}")
         if self.params.kind == "flat":
-            raise ValueError(
+            raise InputError(
                 "this is a flat index: its search is already exact, so there is nothing to "
                 "refine; drop --refine"
             )
         if self.params.kind == "ivfpq" and not self.params.store_exact:
-            raise ValueError(
+            raise InputError(
                 "this ivfpq index keeps only compressed codes, so candidates cannot be re-scored "
                 "exactly; rebuild it with supcon index --type ivfpq --store-exact"
             )
         if not isinstance(self.index, faiss.IndexIDMap):
-            raise ValueError("refine needs a CPU index; load it with device='cpu'")
+            raise InputError("refine needs a CPU index; load it with device='cpu'")
 
     def vectors(self, rows: np.ndarray) -> np.ndarray:
         """Stored vectors of index rows (positions in :attr:`ids`; ``-1`` gives zeros).
@@ -292,12 +290,13 @@ class SearchIndex:
         changes = {k: v for k, v in (("nprobe", nprobe), ("ef_search", ef_search)) if v is not None}
         for name, value in changes.items():
             if name not in self.params.as_dict():
-                raise ValueError(f"{name} does not apply to a {self.params.kind} index")
+                raise InputError(f"{name} does not apply to a {self.params.kind} index")
             if value < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {value}")
-        if "nprobe" in changes:
-            changes["nprobe"] = min(changes["nprobe"], self.params.nlist or 1)
-        self.params = dataclasses.replace(self.params, **changes)
+                raise InputError(f"{name} must be ≥ 1, got {value}")
+        updates: dict[str, Any] = dict(changes)
+        if "nprobe" in updates:
+            updates["nprobe"] = min(updates["nprobe"], self.params.nlist or 1)
+        self.params = dataclasses.replace(self.params, **updates)
         _set_search_params(self.index, self.params)
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
@@ -320,7 +319,7 @@ class SearchIndex:
         blob = faiss.serialize_index(index).tobytes()
         atomic_write_bytes(path, blob)
         atomic_write_json(
-            _sidecar(path),
+            sidecar_path(path),
             {
                 "format": FORMAT,
                 "faiss_sha256": hashlib.sha256(blob).hexdigest(),
@@ -351,23 +350,23 @@ class SearchIndex:
             ValueError: when the files are not a supcon index or do not belong together.
         """
         path = Path(path)
-        meta_path = _sidecar(path)
+        meta_path = sidecar_path(path)
         for needed in (path, meta_path):
             if not needed.is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{str(needed)!r} not found; an index is the FAISS file plus its .json, "
                     "both written by supcon index"
                 )
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(f"{str(meta_path)!r} is not valid JSON") from None
+            raise InputError(f"{str(meta_path)!r} is not valid JSON") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{str(meta_path)!r} does not describe a supcon index ({FORMAT})")
+            raise InputError(f"{str(meta_path)!r} does not describe a supcon index ({FORMAT})")
         _check_sidecar(meta, meta_path)
         blob = path.read_bytes()
         if hashlib.sha256(blob).hexdigest() != meta["faiss_sha256"]:
-            raise ValueError(
+            raise InputError(
                 f"{str(path)!r} does not match its metadata {str(meta_path)!r} (one of them was "
                 "replaced); rebuild the index with supcon index"
             )
@@ -377,12 +376,12 @@ class SearchIndex:
             _set_search_params(index, params)
         except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(
+            raise InputError(
                 f"{str(path)!r} cannot be read as a {meta['params'].get('kind')!r} FAISS index "
                 f"({first[:200]}); the file is corrupt: rebuild it with supcon index"
             ) from None
         if index.d != meta["dim"] or index.ntotal != meta["count"]:
-            raise ValueError(
+            raise InputError(
                 f"{str(path)!r} holds {index.ntotal}×{index.d}, metadata says otherwise"
             )
         if torch.device(device).type == "cuda":
@@ -397,10 +396,6 @@ class SearchIndex:
             class_names=tuple(meta.get("class_names", ())),
             model=meta["model"],
         )
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
 
 
 #: Keys an index description must have, with their JSON types.
@@ -421,10 +416,10 @@ def _check_sidecar(meta: dict[str, Any], meta_path: Path) -> None:
     fix = "rebuild the index with supcon index"
     missing = [key for key in SIDECAR_KEYS if key not in meta]
     if missing:
-        raise ValueError(f"{where} lacks key(s) {', '.join(missing)}; {fix}")
+        raise InputError(f"{where} lacks key(s) {', '.join(missing)}; {fix}")
     wrong = [k for k, kind in SIDECAR_KEYS.items() if not isinstance(meta[k], kind)]
     if wrong:
-        raise ValueError(f"{where} has key(s) of the wrong type: {', '.join(wrong)}; {fix}")
+        raise InputError(f"{where} has key(s) of the wrong type: {', '.join(wrong)}; {fix}")
     count = meta["count"]
     paths = meta.get("paths")
     lengths = {"ids": len(meta["ids"]), "labels": len(meta["labels"])}
@@ -432,9 +427,9 @@ def _check_sidecar(meta: dict[str, Any], meta_path: Path) -> None:
         lengths["paths"] = len(paths) if isinstance(paths, list) else -1
     bad = [f"{k} has {n}" for k, n in lengths.items() if n != count]
     if bad:
-        raise ValueError(f"{where} says count={count} but {', '.join(bad)}; {fix}")
+        raise InputError(f"{where} says count={count} but {', '.join(bad)}; {fix}")
     if not isinstance(meta.get("class_names", []), list):
-        raise ValueError(f"{where} has class_names that is not a list; {fix}")
+        raise InputError(f"{where} has class_names that is not a list; {fix}")
 
 
 def _to_gpu(index: faiss.Index, params: IndexParams) -> faiss.Index:
@@ -484,19 +479,20 @@ def build_index(
     Raises:
         ValueError: for bad shapes, non-finite rows, duplicate ids or impossible parameters.
     """
-    x = _unit_rows(embeddings, "embeddings")
+    x = unit_rows(embeddings, "embeddings")
     n, dim = x.shape
     ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
     labels = np.full(n, -1, dtype=np.int64) if labels is None else np.asarray(labels, np.int64)
     if ids.shape != (n,) or labels.shape != (n,):
-        raise ValueError(f"ids and labels must be ({n},), got {ids.shape} and {labels.shape}")
+        raise InputError(f"ids and labels must be ({n},), got {ids.shape} and {labels.shape}")
     if len(np.unique(ids)) != n:
-        raise ValueError("ids must be unique")
+        raise InputError("ids must be unique")
     if paths is not None and len(paths) != n:
-        raise ValueError(f"paths has {len(paths)} entries for {n} embeddings")
+        raise InputError(f"paths has {len(paths)} entries for {n} embeddings")
     params = (params or IndexParams()).resolved(n, dim)
     index = faiss.IndexIDMap(_make_index(params, dim))
     if not index.is_trained:
+        assert params.nlist is not None  # resolved() sets it for IVF indexes, the trained ones
         rng = np.random.default_rng(seed)
         sample = (
             x if n <= 256 * params.nlist else x[rng.choice(n, 256 * params.nlist, replace=False)]

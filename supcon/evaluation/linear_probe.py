@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from supcon.evaluation.metrics import ArrayLike, _embeddings, _to_numpy
+from supcon.errors import InputError
+from supcon.evaluation.metrics import ArrayLike, embedding_rows
+from supcon.evaluation.unit import as_numpy
 
 
 def linear_probe(
@@ -47,26 +49,26 @@ def linear_probe(
     """
     from sklearn.linear_model import LogisticRegression
 
-    x_train = _embeddings(train_embeddings, "train_embeddings")
-    x_test = _embeddings(test_embeddings, "test_embeddings")
-    y_train = _to_numpy(train_labels).astype(np.int64).reshape(-1)
-    y_test = _to_numpy(test_labels).astype(np.int64).reshape(-1)
+    x_train = embedding_rows(train_embeddings, "train_embeddings")
+    x_test = embedding_rows(test_embeddings, "test_embeddings")
+    y_train = as_numpy(train_labels).astype(np.int64).reshape(-1)
+    y_test = as_numpy(test_labels).astype(np.int64).reshape(-1)
     if len(y_train) != len(x_train) or len(y_test) != len(x_test):
-        raise ValueError(
+        raise InputError(
             f"labels must match the embeddings: got {len(y_train)} train labels for "
             f"{len(x_train)} rows and {len(y_test)} test labels for {len(x_test)} rows."
         )
     if x_train.shape[1] != x_test.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"train and test embeddings differ in dimension ({x_train.shape[1]} vs "
             f"{x_test.shape[1]}); embed both with the same model."
         )
     classes = np.unique(y_train)
     if len(classes) < 2:
-        raise ValueError("the linear probe needs at least two classes in the training split.")
+        raise InputError("the linear probe needs at least two classes in the training split.")
     unseen = np.setdiff1d(np.unique(y_test), classes)
     if len(unseen):
-        raise ValueError(
+        raise InputError(
             f"the linear probe needs shared classes, but {len(unseen)} of "
             f"{len(np.unique(y_test))} held-out classes are not in the training split (a "
             "class-disjoint split such as CUB/Cars/SOP or few-shot novel classes); use "

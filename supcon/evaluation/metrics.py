@@ -32,35 +32,32 @@ from typing import Any
 import numpy as np
 import torch
 
+from supcon import blocks
+from supcon.devices import resolve_device
+from supcon.errors import InputError
 from supcon.evaluation import knn
-from supcon.evaluation.backend import resolve_device, say
 from supcon.evaluation.unit import as_numpy, unit_rows
+from supcon.messages import say
 
 ArrayLike = np.ndarray | torch.Tensor
-#: Query-chunk neighbour lists hold at most this many entries (≈ 40 bytes each while scored).
-CHUNK_ELEMENTS = 1 << 22
 
 
-def _to_numpy(x: ArrayLike) -> np.ndarray:
-    return as_numpy(x)
-
-
-def _embeddings(x: ArrayLike, name: str) -> np.ndarray:
+def embedding_rows(x: ArrayLike, name: str) -> np.ndarray:
     """Validated, L2-normalised, C-contiguous float32 ``(N, D)`` (see :mod:`.unit`)."""
     return unit_rows(x, name, context=" before evaluating")
 
 
 def _vector(x: ArrayLike, name: str, rows: int, rows_name: str) -> np.ndarray:
-    arr = _to_numpy(x)
+    arr = as_numpy(x)
     if arr.ndim != 1 or arr.shape[0] != rows:
-        raise ValueError(f"{name} must be ({rows},) to match {rows_name}, got shape {arr.shape}.")
+        raise InputError(f"{name} must be ({rows},) to match {rows_name}, got shape {arr.shape}.")
     return arr
 
 
 def _cutoffs(values: Sequence[int], name: str) -> list[int]:
     out = sorted({int(k) for k in values})
     if any(k < 1 for k in out):
-        raise ValueError(f"{name} must be positive integers, got {list(values)}.")
+        raise InputError(f"{name} must be positive integers, got {list(values)}.")
     return out
 
 
@@ -99,14 +96,14 @@ def _problem(
     is_query: ArrayLike | None,
     is_gallery: ArrayLike | None,
 ) -> _Problem:
-    q = _embeddings(query, "query")
+    q = embedding_rows(query, "query")
     q_labels = _vector(query_labels, "query_labels", len(q), "query")
     sources = None if source_ids is None else _vector(source_ids, "source_ids", len(q), "query")
     if gallery is None:
         if gallery_labels is not None:
-            raise ValueError("gallery_labels was given without gallery.")
+            raise InputError("gallery_labels was given without gallery.")
         if gallery_source_ids is not None:
-            raise ValueError("gallery_source_ids was given without gallery; use source_ids.")
+            raise InputError("gallery_source_ids was given without gallery; use source_ids.")
         n = len(q)
         q_mask = np.ones(n, bool) if is_query is None else _vector(is_query, "is_query", n, "query")
         g_mask = np.ones(n, bool)
@@ -114,7 +111,7 @@ def _problem(
             g_mask = _vector(is_gallery, "is_gallery", n, "query")
         q_mask, g_mask = q_mask.astype(bool), g_mask.astype(bool)
         if not q_mask.any() or not g_mask.any():
-            raise ValueError(
+            raise InputError(
                 "is_query and is_gallery must each select at least one item, got "
                 f"{int(q_mask.sum())} queries and {int(g_mask.sum())} gallery items."
             )
@@ -125,7 +122,7 @@ def _problem(
             _, (keys,) = _codes(sources)
         if q_mask.all() and g_mask.all():
             if n < 2:
-                raise ValueError("leave-one-out needs at least 2 items; got 1.")
+                raise InputError("leave-one-out needs at least 2 items; got 1.")
             return _Problem(
                 q, q, codes, codes, values, None if sources is None else keys, None, True
             )
@@ -141,21 +138,21 @@ def _problem(
             False,
         )
     if is_query is not None or is_gallery is not None:
-        raise ValueError("is_query / is_gallery select from one set; do not pass gallery too.")
+        raise InputError("is_query / is_gallery select from one set; do not pass gallery too.")
     if gallery_labels is None:
-        raise ValueError("gallery needs gallery_labels.")
-    g = _embeddings(gallery, "gallery")
+        raise InputError("gallery needs gallery_labels.")
+    g = embedding_rows(gallery, "gallery")
     g_labels = _vector(gallery_labels, "gallery_labels", len(g), "gallery")
     if g.shape[1] != q.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"query has dimension {q.shape[1]} but gallery has {g.shape[1]}; embed both "
             "with the same model."
         )
     values, (q_codes, g_codes) = _codes(q_labels, g_labels)
     q_keys = g_keys = None
     if (sources is None) != (gallery_source_ids is None):
-        raise ValueError("pass both source_ids and gallery_source_ids, or neither.")
-    if sources is not None:
+        raise InputError("pass both source_ids and gallery_source_ids, or neither.")
+    if sources is not None and gallery_source_ids is not None:
         g_sources = _vector(gallery_source_ids, "gallery_source_ids", len(g), "gallery")
         _, (q_keys, g_keys) = _codes(sources, g_sources)
     return _Problem(q, g, q_codes, g_codes, values, q_keys, g_keys, False)
@@ -180,6 +177,7 @@ def _list_sizes(p: _Problem) -> tuple[np.ndarray, np.ndarray]:
     if g_keys is None:
         return r, np.full(len(r), n_gallery, dtype=np.int64)
     q_keys = p.query_keys
+    assert q_keys is not None  # query and gallery keys are given together (_problem)
     span = int(max(q_keys.max(), g_keys.max())) + 1
     pairs, pair_counts = np.unique(p.gallery_codes * span + g_keys, return_counts=True)
     keys, key_counts = np.unique(g_keys, return_counts=True)
@@ -283,9 +281,9 @@ def retrieval_metrics(
         _cutoffs(map_ks, "map_ks"),
     )
     if not ks_ and not precision_ks_ and not map_ks_ and not at_r:
-        raise ValueError("nothing to compute: give ks, precision_ks or map_ks, or at_r=True.")
+        raise InputError("nothing to compute: give ks, precision_ks or map_ks, or at_r=True.")
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be ≥ 1, got {chunk_size}.")
+        raise InputError(f"chunk_size must be ≥ 1, got {chunk_size}.")
     run_on = resolve_device(device, query, gallery)
     p = _problem(
         query, query_labels, gallery, gallery_labels, source_ids, gallery_source_ids,
@@ -294,7 +292,7 @@ def retrieval_metrics(
     r, lengths = _list_sizes(p)
     scored = np.flatnonzero(r > 0)
     if len(scored) == 0:
-        raise ValueError(
+        raise InputError(
             "no query label occurs in the gallery, so no retrieval metric is defined; check "
             "that query and gallery labels use the same ids."
         )
@@ -336,6 +334,7 @@ def retrieval_metrics(
                 record(rows, ids[:, : int(depth[rows].max())])
     else:
         by_depth = scored[np.argsort(depth[scored], kind="stable")]
+        gallery_keys: np.ndarray | torch.Tensor | None
         query_keys, gallery_keys = p.query_keys, p.gallery_keys
         if p.symmetric:  # leave-one-out on CUDA or beyond the symmetric budget
             query_keys = np.arange(len(p.query)) if p.query_keys is None else p.query_keys
@@ -349,7 +348,7 @@ def retrieval_metrics(
         while start < len(by_depth):
             # Deep lists (large classes) get fewer rows per chunk: chunk · K stays bounded.
             stop = min(start + chunk_size, len(by_depth))
-            fit = max(1, CHUNK_ELEMENTS // max(1, int(depth[by_depth[stop - 1]])))
+            fit = blocks.rows_per_block(blocks.CHUNK_ELEMENTS, int(depth[by_depth[stop - 1]]))
             rows = by_depth[start : min(stop, start + fit)]
             start += len(rows)
             _, ids = knn.search_blocks(

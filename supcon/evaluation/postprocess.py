@@ -22,30 +22,22 @@ import faiss
 import numpy as np
 import torch
 
+from supcon.errors import InputError
+from supcon.evaluation.unit import unit_rows
+
 ArrayLike = np.ndarray | torch.Tensor
-
-
-def _unit(x: ArrayLike, name: str) -> np.ndarray:
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.ndim != 2 or len(arr) == 0:
-        raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {arr.shape}")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} has NaN or inf values; drop or fix those rows first")
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return np.ascontiguousarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 def _check(n: int, alpha: float, available: int, what: str) -> None:
     if n < 1:
-        raise ValueError(f"the number of {what} neighbours must be ≥ 1, got {n}")
+        raise InputError(f"the number of {what} neighbours must be ≥ 1, got {n}")
     if n > available:
-        raise ValueError(
+        raise InputError(
             f"{what} with {n} neighbours needs a gallery of more than {n} items, but only "
             f"{available} can be used; lower it to at most {available}"
         )
     if not np.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"alpha must be a finite number ≥ 0, got {alpha}")
+        raise InputError(f"alpha must be a finite number ≥ 0, got {alpha}")
 
 
 def _neighbours(
@@ -108,9 +100,9 @@ def query_expansion(
     Raises:
         ValueError: for bad shapes, ``n`` out of range or ``alpha < 0``.
     """
-    q, g = _unit(query, "query"), _unit(gallery, "gallery")
+    q, g = unit_rows(query, "query"), unit_rows(gallery, "gallery")
     if q.shape[1] != g.shape[1]:
-        raise ValueError(f"query has dimension {q.shape[1]}, gallery {g.shape[1]}")
+        raise InputError(f"query has dimension {q.shape[1]}, gallery {g.shape[1]}")
     _check(n, alpha, len(g) - (exclude is not None), "query expansion")
     scores, rows = _neighbours(q, g, n, None if exclude is None else np.asarray(exclude))
     return expand(q, g[rows], scores, alpha)
@@ -131,7 +123,7 @@ def database_augmentation(gallery: ArrayLike, n: int, alpha: float = 3.0) -> np.
     Raises:
         ValueError: for bad shapes, ``n`` out of range or ``alpha < 0``.
     """
-    g = _unit(gallery, "gallery")
+    g = unit_rows(gallery, "gallery")
     _check(n, alpha, len(g) - 1, "database augmentation")
     scores, rows = _neighbours(g, g, n, np.arange(len(g)))
     return expand(g, g[rows], scores, alpha)
@@ -175,7 +167,7 @@ def postprocessed_metrics(
     """
     from supcon.evaluation.metrics import retrieval_metrics
 
-    x = _unit(embeddings, "embeddings")
+    x = unit_rows(embeddings, "embeddings")
     labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels
     labels = np.asarray(labels)
     n = len(x)
@@ -191,9 +183,8 @@ def postprocessed_metrics(
         position = np.full(n, -1, dtype=np.int64)
         position[g_rows] = np.arange(len(g_rows))
         exclude = position[q_rows]
-        if (exclude < 0).all():
-            exclude = None
-        query = query_expansion(query, gallery, qe, qe_alpha, exclude=exclude)
+        unused = (exclude < 0).all()
+        query = query_expansion(query, gallery, qe, qe_alpha, exclude=None if unused else exclude)
     return retrieval_metrics(
         query,
         labels[q_rows],
@@ -236,7 +227,7 @@ def approximate_recall(
 
     from supcon.evaluation.index import build_index
 
-    x = _unit(embeddings, "embeddings")
+    x = unit_rows(embeddings, "embeddings")
     labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     n, depth = len(x), max(ks)
     q_rows = np.arange(n) if is_query is None else np.flatnonzero(np.asarray(is_query))
@@ -244,9 +235,9 @@ def approximate_recall(
     if refine is not None and params.kind == "ivfpq":
         params = dataclasses.replace(params, store_exact=True)
     found: dict[str, np.ndarray] = {}
-    for name, p, r in (("approx", params, refine), ("exact", None, None)):
+    for name, p, shortlist in (("approx", params, refine), ("exact", None, None)):
         index = build_index(x[g_rows], ids=g_rows, params=p)
-        _, ids = index.search(x[q_rows], min(depth + 1, len(g_rows)), refine=r)
+        _, ids = index.search(x[q_rows], min(depth + 1, len(g_rows)), refine=shortlist)
         lists = np.full((len(q_rows), depth), -1, dtype=np.int64)
         for i, (row, hits) in enumerate(zip(q_rows, ids, strict=True)):
             kept = hits[hits != row][:depth]

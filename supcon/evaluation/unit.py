@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-#: Rows normalised per float64 block (bounds the temporary copy to ~64 MiB at D = 512).
-BLOCK_ROWS = 1 << 14
+from supcon import blocks
+from supcon.errors import InputError
 
 
 def as_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -41,13 +41,13 @@ def unit_rows(x: np.ndarray | torch.Tensor, name: str, *, context: str = "") -> 
     """
     arr = as_numpy(x)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {arr.shape}.")
+        raise InputError(f"{name} must be a non-empty (N, D) array, got shape {arr.shape}.")
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
+        raise InputError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
     out = np.empty(arr.shape, dtype=np.float32)
     bad: list[np.ndarray] = []
-    for start in range(0, len(arr), BLOCK_ROWS):
-        block = arr[start : start + BLOCK_ROWS].astype(np.float64)
+    for start in range(0, len(arr), blocks.UNIT_BLOCK_ROWS):
+        block = arr[start : start + blocks.UNIT_BLOCK_ROWS].astype(np.float64)
         finite = np.isfinite(block).all(axis=1)
         if not finite.all():
             bad.append(start + np.flatnonzero(~finite))
@@ -59,7 +59,7 @@ def unit_rows(x: np.ndarray | torch.Tensor, name: str, *, context: str = "") -> 
     if bad:
         rows = np.concatenate(bad)
         shown = ", ".join(str(i) for i in rows[:5]) + (", ..." if len(rows) > 5 else "")
-        raise ValueError(
+        raise InputError(
             f"{name} has {len(rows)} row(s) with NaN or inf (rows {shown}); drop or fix them"
             f"{context}."
         )

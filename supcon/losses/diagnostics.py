@@ -214,8 +214,9 @@ def batch_diagnostics(
     z = l2_normalize(batch.candidates)
     num_anchors, num_cols = structure.num_anchors, structure.num_candidates
     rows = block_size or default_block_rows(num_anchors, num_cols, z.device)
-    f64 = {"dtype": torch.float64, "device": z.device}
-    lse, pos_sum, den_sum = (torch.zeros(num_anchors, **f64) for _ in range(3))
+    lse, pos_sum, den_sum = (
+        torch.zeros(num_anchors, dtype=torch.float64, device=z.device) for _ in range(3)
+    )
     num_pos = torch.zeros(num_anchors, dtype=torch.long, device=z.device)
     num_den = torch.zeros_like(num_pos)
     pair_sum, pair_count = 0.0, 0

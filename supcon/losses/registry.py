@@ -11,7 +11,7 @@ PML is imported on first use, so ``from supcon import SupConLoss`` stays light.
 Losses whose constructor takes ``num_classes`` (ArcFace, CosFace, ProxyAnchor, ProxyNCA,
 NormalizedSoftmax, SoftTriple, ...) are *class-based*: they hold learnable weights (proxies,
 class centres), need class labels, and get ``num_classes`` and the embedding size from the
-data and the model (:func:`build_loss`).
+data and the model (:func:`create_loss`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ import functools
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
+from supcon.arguments import constructor_arguments
+from supcon.errors import InputError
 from supcon.losses.supcon import SupConLoss
 
 #: The loss implemented here (exact, tiled, DDP-gathering); the default ``loss.name``.
@@ -52,7 +54,7 @@ _EXCLUDED = {
 #: Losses outside PML, by name (one entry each).
 EXTRA_LOSSES: dict[str, type[nn.Module]] = {DEFAULT_LOSS: SupConLoss}
 
-#: Constructor arguments filled in by :func:`build_loss` from the data and the model.
+#: Constructor arguments filled in by :func:`create_loss` from the data and the model.
 _CLASS_COUNT_ARGS = ("num_classes",)
 _EMBEDDING_SIZE_ARGS = ("embedding_size", "descriptors_dim")
 
@@ -87,21 +89,6 @@ class LossSpec:
         return [name for name in self.arguments if name not in filled]
 
 
-def constructor_arguments(cls: type) -> tuple[str, ...]:
-    """Named ``__init__`` arguments of ``cls``, following ``**kwargs`` up the MRO."""
-    names: dict[str, None] = {}
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass) or klass in (nn.Module, object):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        for p in params:
-            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                names.setdefault(p.name)
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return tuple(names)
-
-
 def _spec(name: str, cls: type[nn.Module]) -> LossSpec:
     arguments = constructor_arguments(cls)
     return LossSpec(name, cls, arguments, class_based="num_classes" in arguments)
@@ -119,7 +106,8 @@ def losses() -> dict[str, LossSpec]:
             and issubclass(cls, pml_losses.BaseMetricLossFunction)
             and class_name not in _EXCLUDED
         ):
-            table.setdefault(snake_case(class_name), _spec(snake_case(class_name), cls))
+            loss_cls = cast("type[nn.Module]", cls)  # PML is untyped; its losses are Modules
+            table.setdefault(snake_case(class_name), _spec(snake_case(class_name), loss_cls))
     return table
 
 
@@ -158,7 +146,7 @@ def loss_problems(name: str, args: dict[str, Any]) -> list[str]:
     return problems
 
 
-def build_loss(
+def create_loss(
     name: str,
     args: dict[str, Any] | None = None,
     *,
@@ -184,7 +172,7 @@ def build_loss(
     args = dict(args or {})
     problems = loss_problems(name, args)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise InputError("; ".join(problems))
     spec = losses()[name]
     for key in _CLASS_COUNT_ARGS:
         if key in spec.arguments and num_classes is not None:
@@ -195,6 +183,6 @@ def build_loss(
     try:
         return spec.cls(**args)
     except TypeError as exc:
-        raise ValueError(
+        raise InputError(
             f"loss.name={name}: {exc}; valid loss.args: {', '.join(spec.user_arguments)}"
         ) from None

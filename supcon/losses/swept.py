@@ -26,7 +26,7 @@ class SweptSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor, sweep: Sweep, plan: Any, want_grad: bool, name: str) -> Tensor:  # type: ignore[override]
+    def forward(ctx, z: Tensor, sweep: Sweep, plan: Any, want_grad: bool, name: str) -> Tensor:
         total, grad, plan.counts = sweep(z, plan, want_grad)
         ctx.save_for_backward(grad if grad is not None else z.new_zeros(()))
         ctx.has_grad = grad is not None
@@ -34,7 +34,7 @@ class SweptSum(torch.autograd.Function):
         return total
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, None, None, None, None]:  # type: ignore[override]
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, None, None, None, None]:
         if torch.is_grad_enabled():
             raise RuntimeError(
                 f"supcon: the {ctx.name} loss is differentiable once; for higher-order "

@@ -6,6 +6,8 @@ import contextlib
 
 import torch
 
+from supcon.errors import ConfigError
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -16,14 +18,14 @@ def check_precision(device: torch.device, precision: str) -> None:
         ValueError: for an unknown precision, fp16 off CUDA, or bf16 on a GPU without it.
     """
     if precision not in ("fp32", *DTYPES):
-        raise ValueError(f"train.precision must be fp32, bf16 or fp16, got {precision!r}")
+        raise ConfigError(f"train.precision must be fp32, bf16 or fp16, got {precision!r}")
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError(
+        raise ConfigError(
             "train.precision=fp16 needs a CUDA device (it relies on a gradient scaler); use "
             "train.precision=bf16 or fp32 on the CPU"
         )
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ValueError(
+        raise ConfigError(
             "this GPU does not support bf16; use train.precision=fp16 (with a gradient scaler)"
         )
 

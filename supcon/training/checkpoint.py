@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -19,12 +18,14 @@ from typing import Any
 
 import torch
 
+from supcon.errors import MissingFileError, SupconError
 from supcon.io import atomic_torch_save
+from supcon.messages import say
 
 PREVIOUS = "prev.pt"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SupconError, ValueError):
     """A file cannot be loaded as a supcon checkpoint; the message says why and what to do."""
 
 
@@ -83,7 +84,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
+        raise MissingFileError(f"checkpoint {str(path)!r} not found")
     where = f"checkpoint {str(path)!r}"
     with path.open("rb") as handle:
         head = handle.read(16)
@@ -164,5 +165,5 @@ def load_checkpoint_or_previous(
             state = load_checkpoint(previous, map_location)
         except CheckpointError:
             raise exc from None
-        print(f"{who}: {problem_of(exc)}; falling back to {str(previous)!r}", file=sys.stderr)
+        say(f"{who}: {problem_of(exc)}; falling back to {str(previous)!r}")
         return state, previous

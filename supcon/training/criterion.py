@@ -23,7 +23,9 @@ from supcon.distributed import (
     is_distributed,
     view_major_order,
 )
+from supcon.errors import ConfigError
 from supcon.losses import CrossBatchMemory, SupConLoss
+from supcon.losses.rows import view_major
 from supcon.training.contrast import batch_loss
 
 
@@ -56,7 +58,7 @@ def pml_batch_loss(
         embeddings = embeddings.float()
     dim = embeddings.shape[-1]
     grouped = embeddings.view(-1, views, dim)
-    rows = grouped.transpose(0, 1).reshape(-1, dim)  # view-major, as the SupCon path
+    rows = view_major(grouped)  # as the SupCon path
     sizes = [grouped.shape[0]]
     if is_distributed():
         sizes = gather_sizes(grouped.shape[0], embeddings.device)
@@ -102,10 +104,10 @@ def step_loss(
     """
     if isinstance(loss_fn, SupConLoss):
         active = use_memory and memory is not None and len(memory) > 0
-        refs = memory.as_refs() if active else None
+        refs = memory.as_refs() if active and memory is not None else None
         return batch_loss(loss_fn, embeddings, labels, views, miner, refs=refs)
     if memory is not None:
-        raise ValueError("a cross-batch memory works with loss.name=supcon only")
+        raise ConfigError("a cross-batch memory works with loss.name=supcon only")
     return pml_batch_loss(loss_fn, embeddings, labels, views, miner, use_memory)
 
 

@@ -9,12 +9,14 @@ optimizer, scheduler and scaler state are untouched) and ends the run only after
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor, nn
+
+from supcon.eval_mode import eval_mode
+from supcon.messages import say
 
 
 def _tensors(value: object) -> Iterable[tuple[str, Tensor]]:
@@ -130,14 +132,8 @@ def eval_problem(
     """
     if images is None:
         return None
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        with autocast():
-            embeddings = model(images)
-    finally:
-        for module, training in modes.items():
-            module.training = training
+    with eval_mode(model), autocast():
+        embeddings = model(images)
     if not bool(torch.isfinite(embeddings).all()):
         return (
             "the model's eval-mode embeddings are not finite (its weights or BatchNorm "
@@ -171,10 +167,9 @@ class NonFiniteGuard:
         self.in_row += 1
         where = f"{problem} at step {step} ({describe_batch(sample_ids)})"
         if self.policy == "skip" and self.in_row < self.max_in_row:
-            print(
+            say(
                 f"supcon train: warning: {where}; step skipped ({self.in_row} in a row, "
                 f"stopping at train.max_nonfinite_steps={self.max_in_row})",
-                file=sys.stderr,
             )
             return None
         if self.policy == "skip":

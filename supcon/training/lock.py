@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
@@ -20,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from supcon.errors import UserError
+from supcon.messages import say
 
 LOCK_NAME = ".lock"
 
@@ -74,7 +74,7 @@ def run_lock(run_dir: str | Path, *, who: str = "supcon train") -> Iterator[None
     Not distributed: :func:`hold_lock`. Under ``torchrun`` rank 0 takes the lock and tells the
     other ranks whether it got it (one broadcast), so a refused run ends on every rank at once.
     """
-    from supcon.training.distributed import broadcast_object, get_rank, get_world_size
+    from supcon.distributed import broadcast_object, get_rank, get_world_size
 
     if get_world_size() == 1:
         with hold_lock(run_dir, who=who):
@@ -130,10 +130,9 @@ def hold_lock(
             break  # this process holds it already (re-entrant): the outer holder releases it
         their_pid, their_host = holder.get("pid"), holder.get("host")
         if their_host == host and isinstance(their_pid, int) and not _pid_alive(their_pid):
-            print(
+            say(
                 f"{who}: taking over the stale lock of process {their_pid} (started "
                 f"{holder.get('started', '?')}, no longer running) in {str(run_dir)!r}",
-                file=sys.stderr,
             )
             with suppress(FileNotFoundError):
                 os.unlink(path)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 import supcon
+from supcon.messages import say
 
 
 class CsvLog:
@@ -79,10 +80,9 @@ class Scalars:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            print(
+            say(
                 "supcon train: tensorboard is not installed, logging to CSV only "
                 "(pip install tensorboard, or set train.tensorboard=false to silence this)",
-                file=sys.stderr,
             )
             return
         self._writer = SummaryWriter(str(log_dir), purge_step=purge_step)

@@ -9,11 +9,9 @@ loss contrasts the whole batch and only rank 0 writes to the run directory.
 from __future__ import annotations
 
 import random
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,7 +33,17 @@ from supcon.data import MultiViewDataset, build_transforms, input_channels, load
 from supcon.data.build import describe_transforms
 from supcon.data.verify import screen_splits, write_skipped
 from supcon.data.workers import resolve_num_workers
+from supcon.devices import resolve_device
+from supcon.distributed import (
+    broadcast_buffers,
+    get_rank,
+    get_world_size,
+    launched_by_torchrun,
+    mean_over_ranks,
+)
+from supcon.errors import SupconError
 from supcon.io import atomic_write_json, atomic_write_text
+from supcon.messages import say
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import (
     load_checkpoint_or_previous,
@@ -43,14 +51,6 @@ from supcon.training.checkpoint import (
     save_rotating,
 )
 from supcon.training.criterion import average_loss_gradients, step_loss
-from supcon.training.distributed import (
-    broadcast_buffers,
-    get_rank,
-    get_world_size,
-    launched_by_torchrun,
-    mean_over_ranks,
-    resolve_device,
-)
 from supcon.training.evaluate import evaluate
 from supcon.training.fingerprint import data_change, data_fingerprint
 from supcon.training.gradcache import cached_backward
@@ -74,7 +74,7 @@ from supcon.training.trackers import build_trackers
 from supcon.training.trackers import check_available as check_trackers
 
 
-class TrainingError(RuntimeError):
+class TrainingError(SupconError, RuntimeError):
     """Training cannot go on (non-finite loss, impossible batch); the message says why."""
 
 
@@ -98,7 +98,8 @@ def _wrap(model: nn.Module, device: torch.device, compile_model: bool) -> tuple[
         )
     train_model = ddp if ddp is not None else model
     if compile_model:
-        train_model = torch.compile(train_model)
+        # A compiled Module is an OptimizedModule (a Module); torch types compile() as a callable.
+        train_model = cast("nn.Module", torch.compile(train_model))
     return train_model, ddp
 
 
@@ -176,10 +177,9 @@ def train(
     run_dir = Path(run_dir)
     rank, world = get_rank(), get_world_size()
     if config.data.color_jitter is not None and rank == 0:
-        print(
+        say(
             "supcon train: data.color_jitter is deprecated; use augment.jitter (it is applied "
             "as augment.jitter when the preset has colour jitter, else ignored)",
-            file=sys.stderr,
         )
     config = resolve_defaults(config)  # the run directory records the automatic choices
     if launched_by_torchrun() and world == 1:
@@ -249,7 +249,7 @@ def _train(
     )
     dataset = MultiViewDataset(train_split, train_transform, views, seed=tc.seed)
     memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
-    model.to(device=device, memory_format=memory_format)
+    model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]  # accepted by Module.to, missing from its overloads
     num_classes = int(train_split.labels.max()) + 1 if train_split.labeled else None
     loss_fn = build_loss(
         config.loss,
@@ -289,7 +289,7 @@ def _train(
                 "to continue on the new data anyway"
             )
         if changed and is_main:
-            print(f"supcon train: warning: {changed}; continuing (--allow-data-change)")
+            say(f"supcon train: warning: {changed}; continuing (--allow-data-change)")
         model.load_state_dict(saved["model"])
         for name, part in criterion.items():
             if part is not None and name in saved:
@@ -302,7 +302,7 @@ def _train(
         if saved["config"]["train"].get("best_metric") != tc.best_metric:
             state.best_value = state.best_step = None  # best.pt is re-chosen by the new metric
         if saved.get("world_size", world) != world and is_main:
-            print(
+            say(
                 f"supcon train: resuming a {saved['world_size']}-process run with {world}; "
                 "batches are the same but per-rank BatchNorm statistics differ, so the result "
                 "will not be bit-identical to an uninterrupted run"
@@ -446,7 +446,10 @@ def _train(
                 labels = labels.to(device) if config.loss.use_labels else None
                 optimizer.zero_grad(set_to_none=True)
                 buffers = snapshot_buffers(watched) if tc.on_nonfinite == "skip" else None
-                loss_of: Callable[[Tensor], Tensor] = lambda e, y=labels: contrastive_loss(e, y)  # noqa: E731
+
+                def loss_of(e: Tensor, y: Tensor | None = labels) -> Tensor:
+                    return contrastive_loss(e, y)
+
                 if micro >= images.shape[0] // views:
                     with amp():
                         embeddings = encode(images)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from torch import Tensor
+
+from supcon.messages import say
 
 
 def diagnose(
@@ -40,9 +41,8 @@ def diagnose(
 def warn_if_collapsed(values: dict[str, Any], step: int) -> None:
     """Print the collapse alarm (mean pairwise similarity near 1) to stderr."""
     if values.get("collapsed"):
-        print(
+        say(
             f"supcon train: warning: embeddings are collapsing at step {step} (mean pairwise "
             f"similarity {values['mean_similarity']:.3f}); lower optim.lr, raise "
             "loss.temperature or check that the views differ",
-            file=sys.stderr,
         )

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from supcon.errors import ConfigError
+
 GROUP_NAMES = ("backbone", "backbone_no_decay", "head", "head_no_decay")
 
 
@@ -51,7 +53,7 @@ def parameter_groups(
     ]
 
 
-def build_optimizer(
+def create_optimizer(
     model: nn.Module,
     name: str = "adamw",
     *,
@@ -78,7 +80,7 @@ def build_optimizer(
         return torch.optim.AdamW(groups, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
-    raise ValueError(f"optim.name must be 'adamw' or 'sgd', got {name!r}")
+    raise ConfigError(f"optim.name must be 'adamw' or 'sgd', got {name!r}")
 
 
 def add_loss_group(optimizer: torch.optim.Optimizer, loss: nn.Module, lr: float) -> bool:
@@ -142,7 +144,7 @@ def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
         model: A model with a ``backbone`` attribute.
         frozen: Freeze (``True``) or unfreeze.
     """
-    backbone: nn.Module = model.backbone
+    backbone = model.get_submodule("backbone")
     for param in backbone.parameters():
         param.requires_grad_(not frozen)
     backbone.train(False if frozen else model.training)

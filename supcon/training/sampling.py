@@ -12,6 +12,8 @@ from typing import Protocol
 
 import torch
 
+from supcon.errors import ConfigError
+
 
 class BatchSampler(Protocol):
     """What the loop needs from a batch sampler."""
@@ -47,12 +49,12 @@ class RandomBatchSampler:
         seed: int = 0,
     ) -> None:
         if batch_size % num_replicas:
-            raise ValueError(
+            raise ConfigError(
                 f"train.batch_size={batch_size} does not split evenly over {num_replicas} "
                 f"processes; use a multiple of {num_replicas}"
             )
         if num_items < batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"train.batch_size={batch_size} is larger than the training split "
                 f"({num_items} images); lower train.batch_size to at most "
                 f"{num_items // num_replicas * num_replicas}"

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from supcon.errors import ConfigError
+
 LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")
 
 
@@ -161,10 +163,10 @@ def check_available(loggers: tuple[str, ...]) -> None:
     what to install (called before a run directory is written)."""
     unknown = [name for name in loggers if name not in LOGGERS]
     if unknown:
-        raise ValueError(f"train.loggers: unknown {unknown}; choose from {', '.join(LOGGERS)}")
+        raise ConfigError(f"train.loggers: unknown {unknown}; choose from {', '.join(LOGGERS)}")
     for name in ("mlflow", "wandb"):
         if name in loggers and importlib.util.find_spec(name) is None:
-            raise ValueError(
+            raise ConfigError(
                 f"train.loggers includes {name} but {name} is not installed: pip install "
                 f"'supcon[{name}]', or remove {name} from train.loggers"
             )

@@ -103,11 +103,12 @@ def test_k_beyond_the_index_is_clipped_and_said(caplog: pytest.LogCaptureFixture
 
 
 def test_gpu_requested_without_faiss_gpu_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    from supcon import messages
     from supcon.evaluation import backend
 
     if backend.faiss_gpu_count():
         pytest.skip("FAISS has a GPU here")
-    backend._said.clear()
+    messages._said.clear()
     with caplog.at_level(logging.WARNING, logger="supcon"):
         for _ in range(2):
             index = build_index(np.eye(4), device="cuda")

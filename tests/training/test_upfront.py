@@ -104,7 +104,7 @@ def test_resume_refuses_changed_data_unless_allowed(stopped: Path, capsys) -> No
     sorted((data / "class_2").iterdir())[0].unlink()
     assert "had 30 items when the checkpoint was written" in resume_error(stopped, capsys)
     assert main(["train", "--resume", str(stopped), "--allow-data-change", "--no-progress"]) == 0
-    assert "continuing (--allow-data-change)" in capsys.readouterr().out
+    assert "continuing (--allow-data-change)" in capsys.readouterr().err
 
 
 def test_fingerprint_follows_files_labels_and_sizes_not_the_root(tmp_path: Path) -> None:
