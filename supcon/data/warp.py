@@ -143,7 +143,9 @@ class GeometricWarp(torch.nn.Module):
             )
         self.tensor_path = v2.Compose(steps)
 
-    def sample(self, width: int, height: int) -> tuple[tuple[float, ...], float, tuple, float]:
+    def sample(
+        self, width: int, height: int
+    ) -> tuple[tuple[float, float, float, float], float, tuple[float, float], float]:
         """Draw ``(box, angle, shift, shear)`` for a ``width × height`` image (one call to
         torch's generator)."""
         u = torch.rand(8, dtype=torch.float64).tolist()
