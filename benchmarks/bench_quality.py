@@ -10,7 +10,8 @@ the recipe):
 
 - (a) ``supcon train recipes/symbols.yaml``;
 - (b) ``benchmarks/pml_baseline.py``: PML ``SupConLoss`` + PML ``MPerClassSampler``, random
-  crop + small rotation, as a new user would write it;
+  crop + small rotation, as a new user would write it, given as many batches per epoch as
+  (a)'s sampler makes (equal optimizer steps);
 - (c) (a) with ``augment.preset=simclr``;
 - (d) (a) with ``loss.name=arcface`` (a proxy loss);
 - (e) raw pixels (no training).
@@ -85,6 +86,17 @@ def run(command: list[str], log: Path) -> float:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{(done.stdout + done.stderr)[-3000:]}")
     return wall
+
+
+def supcon_steps_per_epoch(root: Path, overrides: list[str]) -> int:
+    """Batches per epoch of ``supcon train`` with the recipe's sampler on ``root/train`` (the
+    PML script is given as many, so both make the same number of optimizer steps: supcon's
+    m-per-class epoch covers every image, PML's stops at ``len(dataset) // batch``)."""
+    from supcon.builders import build_batch_sampler
+    from supcon.data import scan_image_folder
+
+    config = load_config(RECIPE, [f"data.root={root}", *overrides])
+    return len(build_batch_sampler(config, scan_image_folder(root / "train").labels))
 
 
 def load_test(root: Path) -> tuple[list, np.ndarray]:
@@ -308,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--epochs", str(epochs), "--batch-size", str(batch), "--m", str(m),
                         "--lr", str(optim.lr), "--weight-decay", str(optim.weight_decay),
                         "--threads", str(args.threads), "--seed", str(seed),
+                        "--steps-per-epoch", str(supcon_steps_per_epoch(data, common)),
                     ]  # fmt: skip
                     wall = run(command, work / f"pml{seed}.log")
                     import timm

@@ -157,3 +157,11 @@ def test_merging_replaces_a_run_of_the_same_seed_and_skips_missing_walls(tmp_pat
     second.write_text(json.dumps({"setup": {"epochs": 3}, "runs": []}))
     with pytest.raises(SystemExit, match="different setups"):
         bench_quality.main(["--merge", str(first), str(second), "--out", str(out)])
+
+
+def test_pml_script_gets_supcon_s_steps_per_epoch(generated) -> None:
+    root, _ = generated  # 40 training classes × 2 images
+    # m = 4: one chunk per class, 40 chunks, 128 // 4 = 32 classes per batch -> ceil(40 / 32)
+    assert bench_quality.supcon_steps_per_epoch(root, ["train.batch_size=128"]) == 2
+    # m = 4, batch 8: 2 classes per batch -> 40 / 2
+    assert bench_quality.supcon_steps_per_epoch(root, ["train.batch_size=8"]) == 20
