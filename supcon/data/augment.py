@@ -207,6 +207,26 @@ def _preset_steps(
     if preset == "geometric":  # crop + affine in one warp (PIL); tensors keep the two steps
         from supcon.data.warp import GeometricWarp
 
+        crop = v2.RandomResizedCrop(
+            size,
+            scale=tuple(knobs["crop_scale"]),
+            ratio=tuple(knobs["crop_ratio"]),
+            interpolation=interpolation,
+            antialias=True,
+        )
+        two_steps: list[Any] = [v2.ToImage(), crop]
+        if rotation or translate or shear:
+            two_steps.append(
+                BorderFillAffine(
+                    degrees=rotation,
+                    translate=(translate, translate) if translate else None,
+                    shear=shear or None,
+                    # Tensor warps support only nearest / bilinear.
+                    interpolation=interpolation
+                    if interpolation == InterpolationMode.NEAREST
+                    else InterpolationMode.BILINEAR,
+                )
+            )
         warp = GeometricWarp(
             size,
             scale=tuple(knobs["crop_scale"]),
@@ -215,6 +235,7 @@ def _preset_steps(
             translate=translate,
             shear=shear,
             interpolation=interpolation,
+            tensor_path=v2.Compose(two_steps),
         )
         steps: list[v2.Transform] = [warp, v2.ToImage()]
         rotation = translate = shear = 0.0

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import InterpolationMode
 
 _PIL_MODES = {"L": 1, "RGB": 3}
 _PIL_RESAMPLE = {
@@ -95,9 +95,11 @@ class GeometricWarp(torch.nn.Module):
         shear: x-shear angle drawn from ``[-shear, shear]`` degrees.
         interpolation: Resampling mode.
 
-    Inputs are PIL images (``L`` or ``RGB``: one warp, returns a PIL image of ``size²``) or
-    anything else torchvision takes (returns a ``(C, size, size)`` tensor image through
-    ``RandomResizedCrop`` + :class:`~supcon.data.augment.BorderFillAffine`).
+        tensor_path: Transform for every other input (the preset passes torchvision's
+            ``RandomResizedCrop`` + :class:`~supcon.data.augment.BorderFillAffine`).
+
+    Inputs are PIL images (``L`` or ``RGB``: one warp, returns a PIL image of ``size²``) or,
+    through ``tensor_path``, anything else.
     """
 
     def __init__(
@@ -110,38 +112,15 @@ class GeometricWarp(torch.nn.Module):
         translate: float = 0.0,
         shear: float = 0.0,
         interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+        tensor_path: Any = None,
     ) -> None:
         super().__init__()
-        from supcon.data.augment import BorderFillAffine
-
         self.size = int(size)
         self.scale = (float(scale[0]), float(scale[1]))
         self.ratio = (float(ratio[0]), float(ratio[1]))
         self.degrees, self.translate, self.shear = float(degrees), float(translate), float(shear)
         self.interpolation = interpolation
-        steps: list[Any] = [
-            v2.ToImage(),
-            v2.RandomResizedCrop(
-                size,
-                scale=self.scale,
-                ratio=self.ratio,
-                interpolation=interpolation,
-                antialias=True,
-            ),
-        ]
-        if degrees or translate or shear:
-            steps.append(
-                BorderFillAffine(
-                    degrees=degrees,
-                    translate=(translate, translate) if translate else None,
-                    shear=shear or None,
-                    # Tensor warps support only nearest / bilinear.
-                    interpolation=interpolation
-                    if interpolation == InterpolationMode.NEAREST
-                    else InterpolationMode.BILINEAR,
-                )
-            )
-        self.tensor_path = v2.Compose(steps)
+        self.tensor_path = tensor_path
 
     def sample(
         self, width: int, height: int
@@ -162,6 +141,11 @@ class GeometricWarp(torch.nn.Module):
     def forward(self, image: Any) -> Any:
         """PIL image → warped PIL image of ``size²``; other inputs → ``(C, size, size)`` tensor."""
         if not isinstance(image, Image.Image) or image.mode not in _PIL_MODES:
+            if self.tensor_path is None:
+                raise TypeError(
+                    f"GeometricWarp warps PIL 'L' or 'RGB' images, got {type(image).__name__}; "
+                    "pass tensor_path for other inputs"
+                )
             return self.tensor_path(image)
         box, angle, shift, shear = self.sample(*image.size)
         source = image

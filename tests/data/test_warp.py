@@ -191,3 +191,8 @@ def test_geometric_with_a_flip_keeps_the_general_pipeline() -> None:
     expected = torch.from_numpy(np.asarray(image)[:, ::-1].copy()).float()[None] / 255
     torch.testing.assert_close(pipeline(image), expected, atol=1e-6, rtol=0)
     assert "RandomHorizontalFlip" in repr(pipeline)
+
+
+def test_other_inputs_need_a_tensor_path() -> None:
+    with pytest.raises(TypeError, match="pass tensor_path"):
+        GeometricWarp(8, scale=(1.0, 1.0), ratio=(1.0, 1.0))(torch.rand(1, 8, 8))
