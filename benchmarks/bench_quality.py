@@ -1,6 +1,6 @@
 """Retrieval quality on unseen classes: the shipped symbols recipe against a plain PML script.
 
-    nice -n 10 python benchmarks/bench_quality.py [--quick] [--threads 1] [--data DIR]
+    nice -n 10 python benchmarks/bench_quality.py [--quick] [--threads 1] [--data DIR] [--seeds N]
 
 Generates the class-disjoint symbols task (``benchmarks/symbols.py``: 40 training and 20 unseen
 test glyph classes × 50 grayscale 32×32 images, seeded), then trains, each as its own
@@ -10,7 +10,8 @@ the recipe):
 
 - (a) ``supcon train recipes/symbols.yaml``;
 - (b) ``benchmarks/pml_baseline.py``: PML ``SupConLoss`` + PML ``MPerClassSampler``, random
-  crop + small rotation, as a new user would write it;
+  crop + small rotation, as a new user would write it, given as many batches per epoch as
+  (a)'s sampler makes (equal optimizer steps);
 - (c) (a) with ``augment.preset=simclr``;
 - (d) (a) with ``loss.name=arcface`` (a proxy loss);
 - (e) raw pixels (no training).
@@ -20,6 +21,15 @@ whole image resized, no crop; each model's own normalisation), leave-one-out cos
 with :func:`supcon.retrieval_metrics`. Wall time is that of the training subprocess (start-up
 and, for ``supcon train``, its own final evaluation and checkpoints included). Prints a
 markdown table and writes ``benchmarks/results/bench_quality.json``.
+
+``--seeds N`` trains every variant with training seeds ``seed .. seed + N - 1`` (the data stay
+those of ``--seed``; ``--train-seed`` starts elsewhere), interleaved seed by seed ((a), (b), …
+for one seed, then the next) so the machine's load falls on all variants alike; the table
+shows mean ± standard deviation over the seeds and the JSON adds every run and the per-seed
+differences (a) − (b). With ``--only``, the runs are added to those of an earlier JSON of the
+same setup (a run of the same variant and seed is replaced); ``--merge A.json B.json`` combines
+result files of the same setup (e.g. (a) and (b) run side by side as two processes) into
+``--out`` without training.
 """
 
 from __future__ import annotations
@@ -78,6 +88,17 @@ def run(command: list[str], log: Path) -> float:
     return wall
 
 
+def supcon_steps_per_epoch(root: Path, overrides: list[str]) -> int:
+    """Batches per epoch of ``supcon train`` with the recipe's sampler on ``root/train`` (the
+    PML script is given as many, so both make the same number of optimizer steps: supcon's
+    m-per-class epoch covers every image, PML's stops at ``len(dataset) // batch``)."""
+    from supcon.builders import build_batch_sampler
+    from supcon.data import scan_image_folder
+
+    config = load_config(RECIPE, [f"data.root={root}", *overrides])
+    return len(build_batch_sampler(config, scan_image_folder(root / "train").labels))
+
+
 def load_test(root: Path) -> tuple[list, np.ndarray]:
     """The test images (grayscale PIL, as ``data.channels: 1`` loads them) and class ids."""
     from supcon.data import scan_image_folder
@@ -101,14 +122,73 @@ def score(embeddings: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def markdown_table(results: list[dict]) -> str:
+    """Rows of ``results``; ``±`` the standard deviation over seeds where there are several."""
+
+    def cell(row: dict, key: str, digits: int) -> str:
+        if row.get(key) is None:
+            return "–"
+        spread = row.get(f"{key}_std")
+        text = f"{row[key]:.{digits}f}"
+        return f"{text} ± {spread:.{digits}f}" if spread is not None else text
+
     lines = ["| variant | recall@1 | recall@8 | MAP@R | wall s |", "|---|---|---|---|---|"]
     for r in results:
-        wall = f"{r['wall_s']:.0f}" if r["wall_s"] else "–"
         lines.append(
-            f"| {r['variant']} | {r['recall@1']:.3f} | {r['recall@8']:.3f} | {r['map@r']:.3f} "
-            f"| {wall} |"
+            f"| {r['variant']} | {cell(r, 'recall@1', 3)} | {cell(r, 'recall@8', 3)} "
+            f"| {cell(r, 'map@r', 3)} | {cell(r, 'wall_s', 0)} |"
         )
     return "\n".join(lines)
+
+
+METRICS = ("recall@1", "recall@8", "map@r", "wall_s")
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """One row per variant (first-seen order): the mean of each metric over its runs, and with
+    several runs its sample standard deviation (``<metric>_std``) and the seeds."""
+    rows: dict[str, dict] = {}
+    for run in runs:
+        rows.setdefault(run["variant"], {"variant": run["variant"], "runs": []})["runs"].append(run)
+    out = []
+    for row in rows.values():
+        group = row.pop("runs")
+        for key in METRICS:
+            values = [r[key] for r in group if r.get(key) is not None]
+            row[key] = float(np.mean(values)) if values else None
+            if len(values) > 1:
+                row[f"{key}_std"] = float(np.std(values, ddof=1))
+        row["command"] = group[0]["command"]
+        row["seeds"] = [r["seed"] for r in group]
+        out.append(row)
+    return out
+
+
+def paired_differences(runs: list[dict], first: str = "(a)", second: str = "(b)") -> dict | None:
+    """Per-seed ``first − second`` of every metric (runs of one seed ran back to back), with
+    the mean and the sample standard deviation; ``None`` without both variants."""
+    by_seed: dict[int, dict[str, dict]] = {}
+    for run in runs:
+        for tag in (first, second):
+            if run["variant"].startswith(tag):
+                by_seed.setdefault(run["seed"], {})[tag] = run
+    pairs = {seed: both for seed, both in sorted(by_seed.items()) if len(both) == 2}
+    if not pairs:
+        return None
+    out: dict = {"variants": [first, second], "seeds": list(pairs)}
+    for key in METRICS:  # a run without a value (e.g. a wall time not comparable) is left out
+        diffs = {
+            seed: both[first][key] - both[second][key]
+            for seed, both in pairs.items()
+            if both[first].get(key) is not None and both[second].get(key) is not None
+        }
+        values = list(diffs.values())
+        out[key] = {
+            "per_seed": values,
+            "seeds": list(diffs),
+            "mean": float(np.mean(values)) if values else None,
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+        }
+    return out
 
 
 def pml_eval_transform(size: int) -> Callable:
@@ -126,6 +206,37 @@ def pml_eval_transform(size: int) -> Callable:
     )
 
 
+def merge_runs(earlier: list[dict], fresh: list[dict]) -> list[dict]:
+    """``earlier`` runs plus ``fresh`` ones, a fresh run replacing one of the same variant and
+    seed; sorted by variant, then seed."""
+    key = lambda r: (r["variant"], r["seed"])  # noqa: E731
+    replaced = {key(r) for r in fresh}
+    return sorted([r for r in earlier if key(r) not in replaced] + fresh, key=key)
+
+
+def merge_files(paths: list[Path], out: Path) -> int:
+    """Combine result JSONs of one setup into ``out`` (later files win on equal variant and
+    seed); print the table."""
+    reports = [json.loads(Path(p).read_text()) for p in paths]
+    setups = {json.dumps(r["setup"], sort_keys=True) for r in reports}
+    if len(setups) != 1:
+        raise SystemExit(f"cannot merge results of different setups: {sorted(setups)}")
+    runs: list[dict] = []
+    for report in reports:
+        runs = merge_runs(runs, report["runs"])
+    merged = {
+        **reports[-1],
+        "results": summarise(runs),
+        "runs": runs,
+        "a_minus_b": paired_differences(runs),
+        "merged_from": [str(p) for p in paths],
+    }
+    atomic_write_json(out, merged)
+    print(markdown_table(merged["results"]))
+    print(f"written to {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: tiny data, 1 epoch")
@@ -134,10 +245,22 @@ def main(argv: list[str] | None = None) -> int:
         "--epochs", type=int, default=10, help="epochs of every trained variant (default 10)"
     )
     parser.add_argument("--data", type=Path, help="generate (or reuse) the data here")
-    parser.add_argument("--seed", type=int, default=0, help="data and training seed")
+    parser.add_argument("--seed", type=int, default=0, help="data and (first) training seed")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="training seeds per variant: seed .. seed+N-1"
+    )
+    parser.add_argument("--train-seed", type=int, help="first training seed (default: --seed)")
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, help="combine these result JSONs into --out; no training"
+    )
     parser.add_argument("--only", nargs="*", help="run only variants whose name has one of these")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/bench_quality.json")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.merge:
+        return merge_files(args.merge, args.out)
+    first_seed = args.seed if args.train_seed is None else args.train_seed
     torch.set_num_threads(max(args.threads, 1))
 
     recipe = load_config(RECIPE)
@@ -156,7 +279,6 @@ def main(argv: list[str] | None = None) -> int:
         f"train.epochs={epochs}",
         f"train.batch_size={batch}",
         f"train.threads={args.threads}",
-        f"train.seed={args.seed}",
         "train.tensorboard=false",
     ]
     keep = lambda name: not args.only or any(s in name for s in args.only)  # noqa: E731
@@ -169,58 +291,67 @@ def main(argv: list[str] | None = None) -> int:
             symbols.generate(data, size=size, seed=args.seed, **sizes)
         print(f"data: {data} ({time.perf_counter() - started:.1f} s)", flush=True)
         images, labels = load_test(data)
-        results = []
+        runs: list[dict] = []
 
-        def report(name: str, metrics: dict[str, float], wall: float | None, command: str) -> None:
-            row = {"variant": name, **metrics, "wall_s": wall, "command": command}
-            results.append(row)
+        def report(
+            name: str, seed: int, metrics: dict[str, float], wall: float | None, command: str
+        ) -> None:
+            runs.append(
+                {"variant": name, "seed": seed, **metrics, "wall_s": wall, "command": command}
+            )
             shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
-            print(f"{name}: {shown}" + (f", {wall:.0f} s" if wall else ""), flush=True)
+            print(
+                f"{name} (seed {seed}): {shown}" + (f", {wall:.0f} s" if wall else ""), flush=True
+            )
 
         variants = supcon_variants()
         order = [next(iter(variants)), "(b) plain PML script", *list(variants)[1:]]
-        for name in order:
-            if not keep(name):
-                continue
-            if name.startswith("(b)"):
-                state_path = work / "pml.pt"
-                command = [
-                    sys.executable, str(PML_SCRIPT), str(data / "train"), "--out", str(state_path),
-                    "--backbone", recipe.model.backbone, "--image-size", str(size),
-                    "--epochs", str(epochs), "--batch-size", str(batch), "--m", str(m),
-                    "--lr", str(recipe.optim.lr), "--weight-decay", str(recipe.optim.weight_decay),
-                    "--threads", str(args.threads), "--seed", str(args.seed),
-                ]  # fmt: skip
-                wall = run(command, work / "pml.log")
-                import timm
+        for seed in range(first_seed, first_seed + args.seeds):  # interleaved, seed by seed
+            for name in order:
+                if not keep(name):
+                    continue
+                if name.startswith("(b)"):
+                    state_path = work / f"pml{seed}.pt"
+                    optim = recipe.optim
+                    command = [
+                        sys.executable, str(PML_SCRIPT), str(data / "train"),
+                        "--out", str(state_path),
+                        "--backbone", recipe.model.backbone, "--image-size", str(size),
+                        "--epochs", str(epochs), "--batch-size", str(batch), "--m", str(m),
+                        "--lr", str(optim.lr), "--weight-decay", str(optim.weight_decay),
+                        "--threads", str(args.threads), "--seed", str(seed),
+                        "--steps-per-epoch", str(supcon_steps_per_epoch(data, common)),
+                    ]  # fmt: skip
+                    wall = run(command, work / f"pml{seed}.log")
+                    import timm
 
-                model = timm.create_model(
-                    recipe.model.backbone, pretrained=False, num_classes=0, in_chans=1
+                    model = timm.create_model(
+                        recipe.model.backbone, pretrained=False, num_classes=0, in_chans=1
+                    )
+                    model.load_state_dict(torch.load(state_path, weights_only=True))
+                    model.eval()
+                    emb = embed(model, images, pml_eval_transform(size))
+                    shown = f"python benchmarks/pml_baseline.py DATA/train --epochs {epochs} ..."
+                    report(name, seed, score(emb, labels), wall, shown)
+                    continue
+                from supcon.runs import load_run
+
+                out = work / f"run{len(runs)}"
+                overrides = [f"data.root={data}", *common, f"train.seed={seed}", *variants[name]]
+                command = [sys.executable, "-m", "supcon", "train", str(RECIPE), *overrides]
+                wall = run([*command, "--out", str(out), "--no-progress"], work / f"{out.name}.log")
+                loaded = load_run(out, device="cpu")
+                emb = embed(
+                    lambda x, model=loaded.model: model(x, output="backbone"),
+                    images,
+                    loaded.eval_transform,
                 )
-                model.load_state_dict(torch.load(state_path, weights_only=True))
-                model.eval()
-                emb = embed(model, images, pml_eval_transform(size))
-                shown = f"python benchmarks/pml_baseline.py DATA/train --epochs {epochs} ..."
-                report(name, score(emb, labels), wall, shown)
-                continue
-            from supcon.runs import load_run
-
-            out = work / f"run{len(results)}"
-            overrides = [f"data.root={data}", *common, *variants[name]]
-            command = [sys.executable, "-m", "supcon", "train", str(RECIPE), *overrides]
-            wall = run([*command, "--out", str(out), "--no-progress"], work / f"{out.name}.log")
-            loaded = load_run(out, device="cpu")
-            emb = embed(
-                lambda x, model=loaded.model: model(x, output="backbone"),
-                images,
-                loaded.eval_transform,
-            )
-            shown = " ".join(["supcon train recipes/symbols.yaml", *variants[name]])
-            report(name, score(emb, labels), wall, shown)
+                shown = " ".join(["supcon train recipes/symbols.yaml", *variants[name]])
+                report(name, seed, score(emb, labels), wall, shown)
 
         if keep("(e) raw pixels"):
             pixels = embed(lambda x: x.flatten(1), images, pml_eval_transform(size))
-            report("(e) raw pixels", score(pixels, labels), None, "")
+            report("(e) raw pixels", first_seed, score(pixels, labels), None, "")
 
     setup = {
         **sizes,
@@ -230,12 +361,14 @@ def main(argv: list[str] | None = None) -> int:
         "m": m,
         "backbone": recipe.model.backbone,
         "threads": args.threads,
-        "seed": args.seed,
+        "data_seed": args.seed,
         "quick": args.quick,
     }
     report_json = {
         "setup": setup,
-        "results": results,
+        "results": summarise(runs),
+        "runs": runs,
+        "a_minus_b": paired_differences(runs),
         "machine": {
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
@@ -245,15 +378,25 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if not args.quick:
-        if args.only and args.out.is_file():  # update those rows of an earlier full run
+        if args.only and args.out.is_file():  # add to the runs of an earlier file
             earlier = json.loads(args.out.read_text())
             if earlier.get("setup") == setup:
-                fresh = {r["variant"] for r in results}
-                kept = [r for r in earlier["results"] if r["variant"] not in fresh]
-                report_json["results"] = sorted(kept + results, key=lambda r: r["variant"])
+                merged = merge_runs(earlier.get("runs", []), runs)
+                report_json.update(
+                    results=summarise(merged), runs=merged, a_minus_b=paired_differences(merged)
+                )
         atomic_write_json(args.out, report_json)
     print()
     print(markdown_table(report_json["results"]))
+    if report_json["a_minus_b"]:
+        diff = report_json["a_minus_b"]
+        shown = ", ".join(
+            f"{key} {diff[key]['mean']:+.3f}"
+            + (f" ± {diff[key]['std']:.3f}" if diff[key]["std"] is not None else "")
+            for key in METRICS
+            if diff[key]["mean"] is not None
+        )
+        print(f"(a) − (b) per seed, seeds {diff['seeds']}: {shown}")
     if not args.quick:
         print(f"written to {args.out}")
     print(json.dumps(setup))

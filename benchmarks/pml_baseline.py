@@ -27,6 +27,9 @@ parser.add_argument("--weight-decay", type=float, default=1e-4)
 parser.add_argument("--temperature", type=float, default=0.1)
 parser.add_argument("--threads", type=int, default=0)
 parser.add_argument("--seed", type=int, default=0)
+parser.add_argument(
+    "--steps-per-epoch", type=int, default=0, help="batches per epoch (0: len(dataset) // batch)"
+)
 args = parser.parse_args()
 torch.manual_seed(args.seed)
 if args.threads:
@@ -42,9 +45,11 @@ augment = transforms.Compose(
     ]
 )
 dataset = datasets.ImageFolder(args.train_dir, transform=augment)
+steps = args.steps_per_epoch or len(dataset) // args.batch_size
 sampler = samplers.MPerClassSampler(
-    dataset.targets, m=args.m, batch_size=args.batch_size, length_before_new_iter=len(dataset)
-)
+    dataset.targets, m=args.m, batch_size=args.batch_size,
+    length_before_new_iter=steps * args.batch_size,
+)  # fmt: skip
 loader = torch.utils.data.DataLoader(
     dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True
 )

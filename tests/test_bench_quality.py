@@ -100,3 +100,68 @@ def test_geometric_preset_runs_with_a_bicubic_backbone() -> None:
     augment = build_augmentation("geometric", 32, channels=1, interpolation="bicubic")
     out = augment(Image.fromarray(np.full((40, 36), 200, np.uint8)))
     assert tuple(out.shape) == (1, 32, 32) and torch.isfinite(out).all()
+
+
+def test_seed_summary_and_paired_differences_by_hand() -> None:
+    runs = [
+        {"variant": "(a) x", "seed": 0, "recall@1": 0.4, "recall@8": 0.8, "map@r": 0.10,
+         "wall_s": 100.0, "command": "a"},
+        {"variant": "(b) y", "seed": 0, "recall@1": 0.3, "recall@8": 0.9, "map@r": 0.12,
+         "wall_s": 110.0, "command": "b"},
+        {"variant": "(a) x", "seed": 1, "recall@1": 0.6, "recall@8": 0.8, "map@r": 0.14,
+         "wall_s": 104.0, "command": "a"},
+        {"variant": "(b) y", "seed": 1, "recall@1": 0.4, "recall@8": 0.7, "map@r": 0.12,
+         "wall_s": 102.0, "command": "b"},
+        {"variant": "(e) z", "seed": 0, "recall@1": 0.5, "recall@8": 0.6, "map@r": 0.05,
+         "wall_s": None, "command": ""},
+    ]  # fmt: skip
+    rows = {r["variant"]: r for r in bench_quality.summarise(runs)}
+    assert rows["(a) x"]["recall@1"] == pytest.approx(0.5)
+    assert rows["(a) x"]["recall@1_std"] == pytest.approx(0.1 * 2**0.5)  # (0.4, 0.6): s = 0.1414
+    assert rows["(a) x"]["seeds"] == [0, 1] and rows["(e) z"]["wall_s"] is None
+    assert "recall@1_std" not in rows["(e) z"]
+    diff = bench_quality.paired_differences(runs)
+    assert diff["seeds"] == [0, 1]
+    assert diff["recall@1"]["per_seed"] == pytest.approx([0.1, 0.2])
+    assert diff["recall@1"]["mean"] == pytest.approx(0.15)
+    assert diff["wall_s"]["per_seed"] == pytest.approx([-10.0, 2.0])
+    assert diff["map@r"]["std"] == pytest.approx((0.02 * 0.02 * 2) ** 0.5)  # (-0.02, 0.02)
+    table = bench_quality.markdown_table(list(rows.values()))
+    assert "| (a) x | 0.500 ± 0.141 |" in table and "| – |" in table
+    assert bench_quality.paired_differences(runs[4:]) is None
+
+
+def test_merging_replaces_a_run_of_the_same_seed_and_skips_missing_walls(tmp_path) -> None:
+    def run(variant: str, seed: int, r1: float, wall: float | None) -> dict:
+        return {"variant": variant, "seed": seed, "recall@1": r1, "recall@8": 0.5,
+                "map@r": 0.1, "wall_s": wall, "command": ""}  # fmt: skip
+
+    merged = bench_quality.merge_runs(
+        [run("(a) x", 0, 0.1, None), run("(b) y", 0, 0.2, None)],
+        [run("(a) x", 0, 0.4, None), run("(a) x", 1, 0.5, 90.0), run("(b) y", 1, 0.3, 100.0)],
+    )
+    assert [(r["variant"], r["seed"], r["recall@1"]) for r in merged] == [
+        ("(a) x", 0, 0.4), ("(a) x", 1, 0.5), ("(b) y", 0, 0.2), ("(b) y", 1, 0.3)
+    ]  # fmt: skip
+    diff = bench_quality.paired_differences(merged)
+    assert diff["recall@1"]["per_seed"] == pytest.approx([0.2, 0.2])
+    assert diff["wall_s"] == {"per_seed": [-10.0], "seeds": [1], "mean": -10.0, "std": None}
+    setup = {"epochs": 10}
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"setup": setup, "runs": merged[:2]}))
+    second.write_text(json.dumps({"setup": setup, "runs": merged[2:]}))
+    out = tmp_path / "out.json"
+    assert bench_quality.main(["--merge", str(first), str(second), "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written["runs"] == merged and written["a_minus_b"] == diff
+    second.write_text(json.dumps({"setup": {"epochs": 3}, "runs": []}))
+    with pytest.raises(SystemExit, match="different setups"):
+        bench_quality.main(["--merge", str(first), str(second), "--out", str(out)])
+
+
+def test_pml_script_gets_supcon_s_steps_per_epoch(generated) -> None:
+    root, _ = generated  # 40 training classes × 2 images
+    # m = 4: one chunk per class, 40 chunks, 128 // 4 = 32 classes per batch -> ceil(40 / 32)
+    assert bench_quality.supcon_steps_per_epoch(root, ["train.batch_size=128"]) == 2
+    # m = 4, batch 8: 2 classes per batch -> 40 / 2
+    assert bench_quality.supcon_steps_per_epoch(root, ["train.batch_size=8"]) == 20

@@ -41,3 +41,10 @@ def test_lazy_names_resolve_to_their_modules() -> None:
 
     assert supcon.SupConLoss is SupConLoss and supcon.retrieval_metrics is retrieval_metrics
     assert set(supcon.__all__) <= set(dir(supcon))
+
+
+def test_training_on_image_folders_does_not_import_sklearn() -> None:
+    """scikit-learn (with scipy.stats) costs seconds of start-up; only the digits and
+    per-sample splits need it, and they import it themselves."""
+    loaded = _loaded_after("import supcon.training.loop, supcon.data, supcon.commands.train")
+    assert "sklearn" not in loaded and "timm" in loaded

@@ -203,16 +203,52 @@ def _preset_steps(
     """The random part of a preset's pipeline (on uint8 or float images)."""
     if preset == "none":
         return [v2.Resize((size, size), interpolation=interpolation, antialias=True)]
-    steps: list[v2.Transform] = [
-        v2.RandomResizedCrop(
+    rotation, translate, shear = (knobs.get(k, 0.0) for k in ("rotation", "translate", "shear"))
+    if preset == "geometric":  # crop + affine in one warp (PIL); tensors keep the two steps
+        from supcon.data.warp import GeometricWarp
+
+        crop = v2.RandomResizedCrop(
             size,
             scale=tuple(knobs["crop_scale"]),
             ratio=tuple(knobs["crop_ratio"]),
             interpolation=interpolation,
             antialias=True,
         )
-    ]
-    rotation, translate, shear = (knobs.get(k, 0.0) for k in ("rotation", "translate", "shear"))
+        two_steps: list[Any] = [v2.ToImage(), crop]
+        if rotation or translate or shear:
+            two_steps.append(
+                BorderFillAffine(
+                    degrees=rotation,
+                    translate=(translate, translate) if translate else None,
+                    shear=shear or None,
+                    # Tensor warps support only nearest / bilinear.
+                    interpolation=interpolation
+                    if interpolation == InterpolationMode.NEAREST
+                    else InterpolationMode.BILINEAR,
+                )
+            )
+        warp = GeometricWarp(
+            size,
+            scale=tuple(knobs["crop_scale"]),
+            ratio=tuple(knobs["crop_ratio"]),
+            degrees=rotation,
+            translate=translate,
+            shear=shear,
+            interpolation=interpolation,
+            tensor_path=v2.Compose(two_steps),
+        )
+        steps: list[v2.Transform] = [warp, v2.ToImage()]
+        rotation = translate = shear = 0.0
+    else:
+        steps = [
+            v2.RandomResizedCrop(
+                size,
+                scale=tuple(knobs["crop_scale"]),
+                ratio=tuple(knobs["crop_ratio"]),
+                interpolation=interpolation,
+                antialias=True,
+            )
+        ]
     if rotation or translate or shear:
         steps.append(
             BorderFillAffine(
@@ -321,14 +357,17 @@ def build_augmentation(
             raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESET_NAMES)}")
         values = preset_knobs(preset, knobs)
         steps = _preset_steps(preset, image_size, _interpolation(interpolation), values)
-    pipeline = v2.Compose(
-        [
-            v2.ToImage(),  # uint8 from PIL; float tensors (the digits) stay float
-            *steps,
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean, std),
-        ]
-    )
+    from supcon.data.warp import GeometricWarp, ToNormalizedTensor
+
+    # uint8 from PIL; float tensors (the digits) stay float. A leading GeometricWarp takes the
+    # PIL image itself (one PIL warp) and converts it after; alone, with one fused conversion.
+    if len(steps) == 2 and isinstance(steps[0], GeometricWarp):
+        pipeline = v2.Compose([steps[0], ToNormalizedTensor(mean, std)])
+    else:
+        first = [] if steps and isinstance(steps[0], GeometricWarp) else [v2.ToImage()]
+        pipeline = v2.Compose(
+            [*first, *steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+        )
     if transforms:
         _check_output_size(pipeline, channels, image_size)
     return pipeline

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from torch import Tensor
 
 from supcon.data.splits import split_by_class, split_by_sample
@@ -55,6 +54,8 @@ def load_digits_splits(
     Returns:
         ``(train, test)`` splits, images ``(N, 1, image_size, image_size)``.
     """
+    from sklearn.datasets import load_digits  # scipy + sklearn: only for these data
+
     bunch = load_digits()
     images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]
     images = F.interpolate(

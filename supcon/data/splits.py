@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from supcon.errors import InputError
 
@@ -37,6 +36,8 @@ def split_by_sample(
                 f"{len(small)} class(es) have a single image, so they cannot be split by sample; "
                 "add images, or set data.split_by=class"
             )
+    from sklearn.model_selection import train_test_split  # heavy: only when splitting
+
     train, test = train_test_split(
         indices, test_size=test_fraction, stratify=stratify, random_state=seed
     )
