@@ -8,7 +8,9 @@ Kept deliberately plain (no supcon import) as the baseline of ``bench_quality.py
 """
 
 import argparse
+import random
 
+import numpy as np
 import timm
 import torch
 from pytorch_metric_learning import losses, samplers
@@ -32,6 +34,8 @@ parser.add_argument(
 )
 args = parser.parse_args()
 torch.manual_seed(args.seed)
+np.random.seed(args.seed)  # PML's MPerClassSampler draws from NumPy's global generator
+random.seed(args.seed)
 if args.threads:
     torch.set_num_threads(args.threads)
 
