@@ -66,16 +66,24 @@ MODULES: dict[str, list[str]] = {
     "losses/supcon.py": ["tests/losses/test_supcon.py"],
     "samplers/m_per_class.py": ["tests/test_samplers.py"],
     "samplers/episodic.py": ["tests/test_samplers.py"],
-    "samplers/_common.py": ["tests/test_samplers.py"],
+    "samplers/_common.py": ["tests/test_samplers.py", "tests/test_sampler_checks.py"],
     "miners.py": ["tests/test_miners.py"],
     "training/state.py": ["tests/training/test_state.py"],
-    "training/checkpoint.py": ["tests/training/test_state.py"],
+    "training/checkpoint.py": [
+        "tests/training/test_state.py",
+        "tests/training/test_checkpoint_safety.py",
+    ],
     "training/gradcache.py": ["tests/training/test_gradcache.py"],
 }
 
 _CPU = "device=None/omitted only differs on CUDA (tests/losses/test_gpu.py, GPU machines)"
 _PERF = "performance only: the same values, more work"
 _RESIZE = "torch.mm(out=...) resizes the wrong-shaped buffer: same values"
+_CUDA_RNG = (
+    "CUDA generator branch: never taken without CUDA (CPU-only here; set_rng_state_all of no "
+    "device is a no-op); tests/training/test_gpu.py covers it on GPU machines"
+)
+_STRICT = "zip(strict=...) of sequences built with one entry per chunk / buffer: equal lengths"
 
 #: Mutant name -> why it is equivalent (reviewed by hand; see ``--survivors``). Names are
 #: mutmut's and stay valid while the module's source is unchanged.
@@ -146,6 +154,36 @@ EQUIVALENT: dict[str, str] = {
     ),
     "supcon.evaluation.metrics.x__per_class__mutmut_22": (
         "label.item() always: labels are numpy scalars, which all have .item()"
+    ),
+    **{f"supcon.training.state.x_capture_rng__mutmut_{n}": _CUDA_RNG for n in (35, 36, 37, 38)},
+    **{f"supcon.training.state.x_restore_rng__mutmut_{n}": _CUDA_RNG for n in range(30, 37)},
+    "supcon.training.state.x_restore_rng__mutmut_18": (
+        "astype(None) gives float64 keys; np.random.set_state casts them to uint32 itself, and "
+        "keys < 2**32 are exact in float64"
+    ),
+    **{
+        f"supcon.training.gradcache.xǁ_RngStateǁ__init____mutmut_{n}": _CUDA_RNG
+        for n in (1, 3, 4, 6, 8, 9)
+    },
+    **{
+        f"supcon.training.gradcache.xǁ_RngStateǁrestore__mutmut_{n}": _CUDA_RNG
+        for n in (3, 4, 5, 6)
+    },
+    **{
+        f"supcon.training.gradcache.x_cached_backward__mutmut_{n}": _STRICT
+        for n in (47, 51, 52, 72, 75, 76)
+    },
+    "supcon.samplers._common.x_as_label_array__mutmut_31": (
+        'dtype.kind is one character, never "X": in "XXiuXX" is in "iu"'
+    ),
+    **{
+        f"supcon.samplers._common.x_as_label_array__mutmut_{n}": (
+            "astype(int64) copy=None/True/default vs False: only whether an int64 input is copied"
+        )
+        for n in (38, 40, 41)
+    },
+    "supcon.samplers._common.x_indices_by_class__mutmut_7": (
+        'numpy reads the sort kind by its first letter, case-insensitively: "STABLE" is "stable"'
     ),
     "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
         "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
