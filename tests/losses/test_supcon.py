@@ -223,6 +223,7 @@ def test_half_precision_inputs_are_computed_in_float32() -> None:
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(kwargs: dict, match: str) -> None:
+    kwargs = dict(kwargs)  # the parameters are shared between runs in one process (mutmut)
     temperature = kwargs.pop("temperature", 0.1)
     contrast_mode = kwargs.pop("contrast_mode", "all")
     embeddings = kwargs.pop("embeddings")
