@@ -267,7 +267,7 @@ def _recheck_path(module: str) -> Path:
 
 
 def recheck(module: str, only: str | None = None, select: str | None = None) -> dict[str, str]:
-    """Re-run each survivor in a fresh interpreter with the current tests; store the verdicts.
+    """Re-run each survivor (and "no tests" mutant) in a fresh process; store the verdicts.
 
     mutmut runs every mutant in a child forked from a process that already imported torch and
     ran the suite; a fresh ``python -m pytest`` per survivor (the mutant picked by
@@ -287,7 +287,7 @@ def recheck(module: str, only: str | None = None, select: str | None = None) -> 
     path = _recheck_path(module)
     verdicts = json.loads(path.read_text()) if path.exists() else {}
     for name, status in sorted(res.items()):
-        if status != "survived" or name in verdicts or name in EQUIVALENT:
+        if status not in ("survived", "no tests") or name in verdicts or name in EQUIVALENT:
             continue
         if only is not None and only not in name:
             continue
