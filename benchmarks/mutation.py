@@ -313,6 +313,31 @@ def _with_rechecks(module: str, res: dict[str, str]) -> dict[str, str]:
     return res | {k: v for k, v in json.loads(path.read_text()).items() if k in res}
 
 
+def summary(module: str) -> dict[str, object] | None:
+    """Counts of the last run on ``module`` with ``--recheck`` verdicts applied (None: not run).
+
+    ``killed`` counts timeouts too; ``survived`` excludes the reviewed equivalents; ``other`` is
+    mutants with no covering test or not run; ``score`` is ``killed / (killed + survived)`` in %.
+    """
+    res = results(module)
+    if res is None:
+        return None
+    res = _with_rechecks(module, res)
+    killed = sum(s in ("killed", "timeout") for s in res.values())
+    survivors = [n for n, s in res.items() if s == "survived"]
+    equivalent = sum(n in EQUIVALENT for n in survivors)
+    survived = len(survivors) - equivalent
+    real = killed + survived
+    return {
+        "mutants": len(res),
+        "killed": killed,
+        "survived": survived,
+        "equivalent": equivalent,
+        "other": len(res) - killed - len(survivors),
+        "score": round(100 * killed / real, 1) if real else None,
+    }
+
+
 def report(modules: list[str]) -> str:
     """A Markdown table: killed / survived / equivalent / score per module."""
     lines = [
@@ -320,22 +345,27 @@ def report(modules: list[str]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for module in modules:
-        res = results(module)
-        if res is None:
+        row = summary(module)
+        if row is None:
             lines.append(f"| `{module}` | not run | | | | | |")
             continue
-        res = _with_rechecks(module, res)
-        killed = sum(s in ("killed", "timeout") for s in res.values())
-        survivors = [n for n, s in res.items() if s == "survived"]
-        equivalent = sum(n in EQUIVALENT for n in survivors)
-        other = len(res) - killed - len(survivors)
-        real = killed + len(survivors) - equivalent
-        score = f"{100 * killed / real:.1f} %" if real else "-"
+        score = "-" if row["score"] is None else f"{row['score']:.1f} %"
         lines.append(
-            f"| `{module}` | {len(res)} | {killed} | {len(survivors) - equivalent} | "
-            f"{equivalent} | {other} | {score} |"
+            f"| `{module}` | {row['mutants']} | {row['killed']} | {row['survived']} | "
+            f"{row['equivalent']} | {row['other']} | {score} |"
         )
     return "\n".join(lines)
+
+
+def write_json(modules: list[str], path: Path) -> None:
+    """The report's numbers as JSON (``null`` for modules not run), with the measured commit."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    from supcon.io import atomic_write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"commit": commit, "modules": {m: summary(m) for m in modules}})
 
 
 def survivors(module: str) -> None:
@@ -363,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", help="with --recheck: mutants whose name contains this")
     parser.add_argument("--select", help="with --recheck: a pytest -k expression")
+    parser.add_argument("--json", type=Path, help="also write the table's numbers to this file")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -381,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         for module in modules:
             run(module)
     print(report(modules))
+    if args.json is not None:
+        write_json(modules, args.json)
     return 0
 
 
