@@ -264,3 +264,17 @@ def test_per_class_keys_are_python_ints_so_the_result_is_json() -> None:
     got = retrieval_metrics(emb, labels.astype(np.int64), per_class=True)
     assert all(type(key) is int for key in got["per_class"])
     assert json.loads(json.dumps(got))["per_class"].keys() == {"0", "1", "2"}
+
+
+def test_a_gallery_of_one_class_and_one_source_matches_brute_force() -> None:
+    """One-entry count tables (a single gallery label, a single gallery source) still count."""
+    q, ql = clustered(40, 8, 3, 1.0, seed=6)
+    g, _ = clustered(60, 8, 3, 1.0, seed=7)
+    gl = np.zeros(60, dtype=np.int64)
+    got = retrieval_metrics(q, ql, g, gl, **EXTRA)
+    assert_close(got, brute_force(q, ql, g, gl, **EXTRA))
+    assert got["num_queries"] == int((ql == 0).sum())
+    qs, gs = np.arange(40) % 2, np.full(60, 1)  # every gallery item from source 1
+    got = retrieval_metrics(q, ql, g, gl, source_ids=qs, gallery_source_ids=gs, **EXTRA)
+    assert_close(got, brute_force(q, ql, g, gl, q_sources=qs, g_sources=gs, **EXTRA))
+    assert got["num_queries"] == int(((ql == 0) & (qs == 0)).sum())
