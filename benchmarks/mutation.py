@@ -149,6 +149,28 @@ EQUIVALENT: dict[str, str] = {
         "cumsum of a bool array is int64 by default on 64-bit Linux"
     ),
     "supcon.evaluation.metrics.x__score__mutmut_25": "astype(None) is astype(float64)",
+    **{
+        f"supcon.evaluation.metrics.x__list_sizes__mutmut_{n}": (
+            "np.full with a Python int fill value is int64 on 64-bit Linux"
+        )
+        for n in (27, 30, 36, 39)
+    },
+    "supcon.evaluation.metrics.x__list_sizes__mutmut_48": (
+        "span + 2: any span above the largest key still encodes (label, key) pairs uniquely"
+    ),
+    **{
+        f"supcon.evaluation.metrics.x__lookup__mutmut_{n}": (
+            "the empty-table branch is unreachable: tables count gallery labels / keys, and an "
+            "empty gallery is rejected first"
+        )
+        for n in (3, 4, 5, 6)
+    },
+    "supcon.evaluation.metrics.x__lookup__mutmut_9": (
+        "clip's lower bound 0 -> None: searchsorted never returns a negative position"
+    ),
+    "supcon.evaluation.metrics.x__score__mutmut_16": (
+        "cumsum of a bool array is int64 by default on 64-bit Linux"
+    ),
     "supcon.evaluation.metrics.x__per_class__mutmut_17": (
         "bincount without minlength: inverse comes from np.unique, so every class occurs"
     ),
