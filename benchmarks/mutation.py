@@ -38,18 +38,28 @@ WORK = ROOT / ".mutation"
 
 #: Module (under ``supcon/``) -> the fast test files that guard it.
 MODULES: dict[str, list[str]] = {
-    "losses/tiled.py": ["tests/losses/test_tiled.py", "tests/losses/test_reference_gradients.py"],
+    "losses/tiled.py": [
+        "tests/losses/test_tiled.py",
+        "tests/losses/test_reference_gradients.py",
+        "tests/losses/test_anchor_offset.py",
+    ],
     "losses/sparse.py": [
         "tests/losses/test_mined_pairs.py",
         "tests/losses/test_reference_gradients.py",
+        "tests/losses/test_anchor_offset.py",
     ],
     "evaluation/metrics.py": ["tests/evaluation/test_metrics.py"],
     "evaluation/knn.py": ["tests/evaluation/test_knn.py"],
-    "losses/dense.py": ["tests/losses/test_supcon.py", "tests/losses/test_reference_gradients.py"],
+    "losses/dense.py": [
+        "tests/losses/test_supcon.py",
+        "tests/losses/test_reference_gradients.py",
+        "tests/losses/test_anchor_offset.py",
+    ],
     "losses/structure.py": [
         "tests/losses/test_supcon.py",
         "tests/losses/test_reference_gradients.py",
         "tests/losses/test_mined_pairs.py",
+        "tests/losses/test_anchor_offset.py",
     ],
     "losses/hcl.py": ["tests/losses/test_hcl.py", "tests/losses/test_reference_gradients.py"],
     "losses/swept.py": ["tests/losses/test_tiled.py", "tests/losses/test_mined_pairs.py"],
@@ -59,7 +69,11 @@ MODULES: dict[str, list[str]] = {
         "tests/losses/test_inputs.py",
         "tests/losses/test_reference_gradients.py",
     ],
-    "losses/inputs.py": ["tests/losses/test_inputs.py", "tests/losses/test_supcon.py"],
+    "losses/inputs.py": [
+        "tests/losses/test_inputs.py",
+        "tests/losses/test_supcon.py",
+        "tests/losses/test_anchor_offset.py",
+    ],
     "losses/memory.py": ["tests/losses/test_memory.py"],
     "losses/diagnostics.py": ["tests/losses/test_diagnostics.py"],
     "losses/gather.py": ["tests/losses/test_distributed.py"],
