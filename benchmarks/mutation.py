@@ -185,6 +185,21 @@ EQUIVALENT: dict[str, str] = {
     "supcon.evaluation.metrics.x__score__mutmut_16": (
         "cumsum of a bool array is int64 by default on 64-bit Linux"
     ),
+    **{
+        f"supcon.evaluation.metrics.x__codes__mutmut_{n}": (
+            "reshape(None) / reshape(-2) of the 1-D inverse keep its shape"
+        )
+        for n in (11, 13)
+    },
+    "supcon.evaluation.metrics.x__codes__mutmut_18": (
+        "start = len(a) vs +=: the same offsets for the one or two arrays _codes is called with"
+    ),
+    **{
+        f"supcon.evaluation.metrics.x__problem__mutmut_{n}": (
+            "np.ones(n) without dtype=bool: cast with astype(bool) two lines later"
+        )
+        for n in (69, 71)
+    },
     "supcon.evaluation.metrics.x__per_class__mutmut_17": (
         "bincount without minlength: inverse comes from np.unique, so every class occurs"
     ),

@@ -379,3 +379,19 @@ def test_bad_input_messages_name_the_argument_and_the_fix(args, kwargs, message:
     with pytest.raises(ValueError) as info:
         retrieval_metrics(*args, **kwargs)
     assert str(info.value) == message
+
+
+def test_k_past_lists_shortened_by_gallery_sources_is_clipped_to_their_length(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every query shares source 0 with 2 of the 5 gallery items: lists hold 3, not 5."""
+    q, ql = clustered(6, 4, 2, 1.0, seed=15)
+    g, gl = clustered(5, 4, 2, 1.0, seed=16)
+    qs, gs = np.zeros(6, dtype=np.int64), np.array([0, 0, 1, 2, 3])
+    kwargs = {"source_ids": qs, "gallery_source_ids": gs}
+    with caplog.at_level(logging.WARNING, logger="supcon"):
+        got = retrieval_metrics(q, ql, g, gl, ks=(5,), precision_ks=(5,), **kwargs)
+    assert "k=5 is larger than the 3 gallery items a query can retrieve" in caplog.text
+    expected = brute_force(q, ql, g, gl, ks=(3,), precision_ks=(3,), q_sources=qs, g_sources=gs)
+    assert got["precision@5"] == pytest.approx(expected["precision@3"], abs=1e-12)
+    assert got["recall@5"] == pytest.approx(expected["recall@3"], abs=1e-12)
