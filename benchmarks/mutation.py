@@ -236,6 +236,14 @@ EQUIVALENT: dict[str, str] = {
     "supcon.samplers._common.x_indices_by_class__mutmut_7": (
         'numpy reads the sort kind by its first letter, case-insensitively: "STABLE" is "stable"'
     ),
+    **{
+        f"supcon.losses.dense.x_dense_anchor_losses__mutmut_{n}": 'float("-INF") is float("-inf")'
+        for n in (19, 39)
+    },
+    "supcon.losses.dense.x_dense_anchor_losses__mutmut_68": (
+        "a 0-dim zero of the default dtype does not change torch.where's result dtype "
+        "(0-dim tensors do not promote a same-category operand)"
+    ),
     "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
         "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
     ),
