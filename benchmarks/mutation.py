@@ -240,10 +240,14 @@ EQUIVALENT: dict[str, str] = {
         f"supcon.losses.dense.x_dense_anchor_losses__mutmut_{n}": 'float("-INF") is float("-inf")'
         for n in (19, 39)
     },
-    "supcon.losses.dense.x_dense_anchor_losses__mutmut_68": (
-        "a 0-dim zero of the default dtype does not change torch.where's result dtype "
-        "(0-dim tensors do not promote a same-category operand)"
-    ),
+    **{
+        f"supcon.losses.dense.x_dense_anchor_losses__mutmut_{n}": (
+            "a 0-dim zero of the default dtype does not change torch.where's result dtype "
+            "(0-dim tensors do not promote a same-category operand)"
+        )
+        for n in (68, 71)
+    },
+    **{f"supcon.losses.dense.x_dense_anchor_losses__mutmut_{n}": _CPU for n in (69, 72)},
     "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
         "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
     ),
