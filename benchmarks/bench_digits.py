@@ -12,19 +12,17 @@ markdown table and writes JSON to ``benchmarks/results/bench_digits.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from harness import timed_train  # noqa: E402
 
 from supcon.io import atomic_write_json  # noqa: E402
 
@@ -46,20 +44,6 @@ def variants(overrides: list[str]) -> dict[str, list[str]]:
     }
 
 
-def run_once(command: list[str]) -> tuple[float, dict]:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        start = time.perf_counter()
-        done = subprocess.run(
-            [*command, "--no-progress", "--out", str(out)], env=env, capture_output=True, text=True
-        )
-        wall = time.perf_counter() - start
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-        return wall, json.loads((out / "metrics.json").read_text())
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=1)
@@ -71,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, command in variants(args.overrides).items():
         walls, metrics = [], {}
         for _ in range(args.repeats):
-            wall, metrics = run_once(command)
+            wall, metrics = timed_train(command)
             walls.append(wall)
         results.append(
             {

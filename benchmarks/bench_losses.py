@@ -12,18 +12,16 @@ evaluation). Prints a markdown table and writes JSON to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from harness import timed_train  # noqa: E402
 
 from supcon.io import atomic_write_json  # noqa: E402
 
@@ -49,21 +47,6 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def run_once(overrides: list[str]) -> tuple[float, dict]:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        command = [sys.executable, "-m", "supcon", "train", RECIPE, *overrides]
-        start = time.perf_counter()
-        done = subprocess.run(
-            [*command, "--no-progress", "--out", str(out)], env=env, capture_output=True, text=True
-        )
-        wall = time.perf_counter() - start
-        if done.returncode != 0:
-            raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-        return wall, json.loads((out / "metrics.json").read_text())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("overrides", nargs="*", help="section.key=value for every run")
@@ -72,7 +55,9 @@ def main() -> None:
     print("| loss | recall@1 | MAP@R | wall s | overrides |")
     print("|---|---:|---:|---:|---|")
     for name, overrides in VARIANTS.items():
-        wall, metrics = run_once([*overrides, *args.overrides])
+        wall, metrics = timed_train(
+            [sys.executable, "-m", "supcon", "train", RECIPE, *overrides, *args.overrides]
+        )
         results.append({"loss": name, "overrides": overrides, "wall_s": wall, **metrics})
         shown = " ".join(f"`{o}`" for o in overrides) or "(recipe)"
         print(

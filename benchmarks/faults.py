@@ -23,15 +23,15 @@ import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from harness import FaultRow as Row  # noqa: E402
+
 from supcon.io import atomic_write_json  # noqa: E402
 
-Row = dict[str, Any]
 COLUMNS = ("fault", "injected", "handled", "lost", "detail")
 
 

@@ -37,27 +37,18 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from harness import FaultRow, fault_row  # noqa: E402
+
 from supcon.cli import main  # noqa: E402
 from tests.badfiles import EXPECTED_KIND, apple_double, write_bad_files  # noqa: E402
 from tests.images import make_image, make_image_folder  # noqa: E402
 
-Row = dict[str, Any]
 SETTINGS = {
     "model": {"backbone": "test_resnet", "embedding_dim": 16},
     "train": {"epochs": 1, "batch_size": 16, "threads": 1, "tensorboard": False},
     "optim": {"warmup_epochs": 0},
     "data": {"dataset": "folder", "image_size": 32},
 }
-
-
-def _row(fault: str, injected: int, handled: int, lost: int, detail: str) -> Row:
-    return {
-        "fault": fault,
-        "injected": injected,
-        "handled": handled,
-        "lost": lost,
-        "detail": detail,
-    }
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
@@ -106,7 +97,7 @@ def _trained(work: Path) -> Path:
     return work / "run"
 
 
-def check_bad_images() -> list[Row]:
+def check_bad_images() -> list[FaultRow]:
     """Each kind of bad file, under the error policy (with ``data.verify``), the skip policy
     and ``check-data``; AppleDouble and hidden files must be ignored."""
     rows = []
@@ -137,7 +128,7 @@ def check_bad_images() -> list[Row]:
             lost += code == 99
             details.append(f"{name}: {'refused' if ok else err.strip()[:80]}")
         rows.append(
-            _row(
+            fault_row(
                 "bad image, on_bad_image=error + verify",
                 len(bad),
                 handled,
@@ -165,7 +156,7 @@ def check_bad_images() -> list[Row]:
         finished = code == 0 and (out / "metrics.json").is_file()
         extra = len(set(listed) - {str(p.resolve()) for p in bad.values()})
         rows.append(
-            _row(
+            fault_row(
                 "bad image, on_bad_image=skip",
                 len(bad),
                 right if finished and not extra else 0,
@@ -185,7 +176,7 @@ def check_bad_images() -> list[Row]:
         )
         quiet = "._img_0" not in stdout and ".DS_Store" not in stdout
         rows.append(
-            _row(
+            fault_row(
                 "bad image, supcon check-data",
                 len(bad) + 2,
                 (found if code == 1 else 0) + 2 * quiet,
@@ -196,7 +187,7 @@ def check_bad_images() -> list[Row]:
     return rows
 
 
-def check_manifests() -> list[Row]:
+def check_manifests() -> list[FaultRow]:
     """Ambiguous manifests are refused in one line with the line number."""
     cases = {
         "row with an extra field": ("img/0.png,a\nimg/1.png,b,extra\n", "line 3 has 3 field"),
@@ -220,7 +211,7 @@ def check_manifests() -> list[Row]:
             code, _, err = _cli("check-data", str(recipe), "--no-progress")
             handled += _one_line(code, err, needle)
             lost += code == 99
-    return [_row("ambiguous manifest", len(cases), handled, lost, ", ".join(cases))]
+    return [fault_row("ambiguous manifest", len(cases), handled, lost, ", ".join(cases))]
 
 
 def _attempts(run: Path, work: Path) -> list[tuple[str, list[str], Path]]:
@@ -269,7 +260,7 @@ def _state(path: Path) -> Any:
     return _digest(path) if path.is_file() else sorted(os.listdir(path))
 
 
-def check_outputs() -> list[Row]:
+def check_outputs() -> list[FaultRow]:
     """Overwrite attempts refused (nothing changes); ``--force`` replaces the command's own
     kind of output."""
     with _workdir() as work:
@@ -290,7 +281,7 @@ def check_outputs() -> list[Row]:
             if not ok:
                 failed.append(name)
         rows = [
-            _row(
+            fault_row(
                 "overwrite of an input or another kind of file",
                 len(attempts),
                 handled,
@@ -311,7 +302,7 @@ def check_outputs() -> list[Row]:
             refused = _one_line(*_cli(*args)[::2], "pass --force")
             done += refused and _cli(*args, "--force")[0] == 0
         rows.append(
-            _row(
+            fault_row(
                 "own kind of output: refused, then --force",
                 len(forced),
                 done,
@@ -344,7 +335,7 @@ def _failing(where: str, code: int) -> Iterator[None]:
             setattr(sio.os, where, saved)
 
 
-def check_write_errors() -> list[Row]:
+def check_write_errors() -> list[FaultRow]:
     """Disk full (``ENOSPC`` mid-write), read-only (``EROFS``) and unwritable (``EACCES``)
     output folders: one line naming the path, the old file intact, no temporary file left."""
     rows = []
@@ -374,7 +365,7 @@ def check_write_errors() -> list[Row]:
                 handled += _one_line(result, err, "cannot write") and before == after
                 lost += before != after or result == 99
             rows.append(
-                _row(
+                fault_row(
                     label,
                     len(commands),
                     handled,
@@ -385,7 +376,7 @@ def check_write_errors() -> list[Row]:
     return rows
 
 
-def check_indexes() -> list[Row]:
+def check_indexes() -> list[FaultRow]:
     """Broken index files and descriptions: one line from ``supcon search``."""
     edits: dict[str, Callable[[Path, dict], Any]] = {
         "sidecar without ids": lambda i, m: m.pop("ids"),
@@ -412,10 +403,10 @@ def check_indexes() -> list[Row]:
             code, _, err = _cli("search", str(broken), image, "--run", str(run))
             handled += _one_line(code, err)
             lost += code == 99
-    return [_row("broken index or sidecar", len(edits), handled, lost, ", ".join(edits))]
+    return [fault_row("broken index or sidecar", len(edits), handled, lost, ", ".join(edits))]
 
 
-def check_numbers() -> list[Row]:
+def check_numbers() -> list[FaultRow]:
     """Embeddings × 1e30, × 1e-30, in bf16/fp16 give the reference metrics; NaN is refused."""
     import torch
 
@@ -443,7 +434,9 @@ def check_numbers() -> list[Row]:
     injected = len(variants) + 3
     detail = "x1e30, x1e-30, x1e300, fp16, bf16 equal the reference; NaN row refused"
     return [
-        _row("extreme or half-precision embeddings", injected, handled, injected - handled, detail)
+        fault_row(
+            "extreme or half-precision embeddings", injected, handled, injected - handled, detail
+        )
     ]
 
 

@@ -36,6 +36,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from harness import FaultRow, fault_row  # noqa: E402
+
 RECIPE = str(ROOT / "recipes" / "digits.yaml")
 STEPS = 10  # 2 epochs × 5 steps
 SETTINGS = [
@@ -46,17 +48,6 @@ SETTINGS = [
     "model.embedding_dim=16",
     "eval.ks=[1,2]",
 ]
-Row = dict[str, Any]
-
-
-def _row(fault: str, injected: int, handled: int, lost: int, detail: str) -> Row:
-    return {
-        "fault": fault,
-        "injected": injected,
-        "handled": handled,
-        "lost": lost,
-        "detail": detail,
-    }
 
 
 def _env() -> dict[str, str]:
@@ -142,7 +133,7 @@ def _kill_and_resume(work: Path, name: str, signum: int, target: int) -> tuple[b
     return _same_run(run, _reference(work)), f"signal at step ≥{target}, checkpoint at {at}"
 
 
-def check_kills(kills: int = 1, seed: int = 0, work: Path | None = None) -> list[Row]:
+def check_kills(kills: int = 1, seed: int = 0, work: Path | None = None) -> list[FaultRow]:
     """SIGKILL and SIGTERM at seeded random steps, each followed by ``--resume``."""
     work = Path(work or tempfile.mkdtemp(prefix="faults_training_"))
     rng = random.Random(seed)
@@ -155,7 +146,7 @@ def check_kills(kills: int = 1, seed: int = 0, work: Path | None = None) -> list
         ]
         ok = sum(same for same, _ in results)
         rows.append(
-            _row(
+            fault_row(
                 f"{name} during training, then --resume",
                 kills,
                 ok,
@@ -205,7 +196,7 @@ def _finite_checkpoint(path: Path) -> bool:
     return all(bool(t.isfinite().all()) for t in tensors)
 
 
-def check_nonfinite(seed: int = 0, work: Path | None = None) -> list[Row]:
+def check_nonfinite(seed: int = 0, work: Path | None = None) -> list[FaultRow]:
     """NaN losses at random steps under ``stop`` and ``skip``, and a diverging learning rate."""
     from supcon import SupConLoss
     from supcon.training import TrainingError, train
@@ -232,7 +223,7 @@ def check_nonfinite(seed: int = 0, work: Path | None = None) -> list[Row]:
     progress = load_checkpoint(run / "checkpoints" / "last.pt")["progress"]
     finite = _finite_checkpoint(run / "checkpoints" / "last.pt")
     rows.append(
-        _row(
+        fault_row(
             "NaN loss, on_nonfinite=skip",
             len(bad),
             progress["skipped_steps"],
@@ -251,7 +242,7 @@ def check_nonfinite(seed: int = 0, work: Path | None = None) -> list[Row]:
     saved = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
     ok = stopped and saved == step - 1 and _finite_checkpoint(run / "checkpoints" / "last.pt")
     rows.append(
-        _row(
+        fault_row(
             "NaN loss, on_nonfinite=stop",
             1,
             int(ok),
@@ -271,7 +262,7 @@ def check_nonfinite(seed: int = 0, work: Path | None = None) -> list[Row]:
         caught = True
     ok = caught and _finite_checkpoint(run / "checkpoints" / "last.pt")
     rows.append(
-        _row(
+        fault_row(
             "diverging lr=30 (finite but huge weights)",
             1,
             int(ok),
@@ -282,7 +273,7 @@ def check_nonfinite(seed: int = 0, work: Path | None = None) -> list[Row]:
     return rows
 
 
-def check_truncated_checkpoint(seed: int = 0, work: Path | None = None) -> list[Row]:
+def check_truncated_checkpoint(seed: int = 0, work: Path | None = None) -> list[FaultRow]:
     """``last.pt`` cut at random lengths, emptied or overwritten: prev.pt is used, resume works."""
     from supcon.runs import load_run
     from supcon.training.checkpoint import load_checkpoint, load_checkpoint_or_previous
@@ -312,14 +303,14 @@ def check_truncated_checkpoint(seed: int = 0, work: Path | None = None) -> list[
     identical = resumed.returncode == 0 and _same_run(run, reference)
     kept = load_checkpoint(run / "checkpoints" / "prev.pt")["step"] == STEPS - 1
     return [
-        _row(
+        fault_row(
             "truncated / corrupt last.pt → prev.pt",
             len(damages),
             handled,
             len(damages) - handled,
             "load_run and --resume fall back with a one-line notice",
         ),
-        _row(
+        fault_row(
             "--resume from a truncated last.pt",
             1,
             int(identical and kept),
@@ -330,7 +321,7 @@ def check_truncated_checkpoint(seed: int = 0, work: Path | None = None) -> list[
     ]
 
 
-def check_two_writers(pairs: int = 2, work: Path | None = None) -> list[Row]:
+def check_two_writers(pairs: int = 2, work: Path | None = None) -> list[FaultRow]:
     """Two ``supcon train`` started together into one ``--out``: one runs, one is refused."""
     work = Path(work or tempfile.mkdtemp(prefix="faults_training_"))
     handled = 0
@@ -358,7 +349,7 @@ def check_two_writers(pairs: int = 2, work: Path | None = None) -> list[Row]:
         handled += ok
         details.append(f"exit codes {codes}")
     return [
-        _row(
+        fault_row(
             "two writers into one run directory",
             pairs,
             handled,

@@ -1,7 +1,14 @@
-"""Builders: the only place that reads the config object to construct components.
+"""Builders: recipe sections in, components out.
 
 Components (model, loss, miner, sampler, optimizer) take plain arguments; these functions map
-recipe sections onto them, so library code never depends on the config layout.
+recipe sections onto them, so library code never depends on the config layout. Naming rule:
+``build_<thing>(config_section, ...)`` reads the config (here, and the data builders
+``supcon.data.build.load_splits`` / ``build_transforms``, which map ``data:`` and ``augment:``);
+``create_<thing>(name, **arguments)`` makes one by registry name from plain arguments
+(:func:`supcon.miners.create_miner`, :func:`supcon.losses.registry.create_loss`,
+:func:`supcon.training.optim.create_optimizer`, :func:`supcon.samplers.create_sampler`).
+Components never see the config object; the loop, ``supcon.runs`` and the commands hand its
+sections to these builders (``tests/test_architecture.py`` keeps components below them).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from supcon.arguments import reject_arguments
 from supcon.config import Config, LossConfig, MinerConfig, ModelConfig, OptimConfig
 from supcon.losses import CrossBatchMemory
 from supcon.models import EmbeddingModel, GeM, create_backbone
@@ -73,8 +81,7 @@ def build_loss(
         ValueError: for an unknown loss or argument (listing the valid ones), or a class-based
             loss without ``num_classes``.
     """
-    from supcon.losses.registry import DEFAULT_LOSS, losses
-    from supcon.losses.registry import build_loss as make_loss
+    from supcon.losses.registry import DEFAULT_LOSS, create_loss, losses
 
     if config.name == DEFAULT_LOSS:
         args = {
@@ -86,10 +93,10 @@ def build_loss(
             "block_size": config.block_size,
             "gather_distributed": distributed,
         }
-        return make_loss(DEFAULT_LOSS, args)
+        return create_loss(DEFAULT_LOSS, args)
     if losses()[config.name].class_based and num_classes is None:
         raise ValueError(f"loss.name={config.name} needs num_classes (labeled training data)")
-    loss = make_loss(
+    loss = create_loss(
         config.name, config.args, num_classes=num_classes, embedding_size=embedding_size
     )
     if config.memory_size == 0:
@@ -125,10 +132,9 @@ def build_optimizer(
     A loss with parameters (proxies, class weights) adds a ``"loss"`` group at
     ``optim.loss_lr`` (default 10 × ``optim.lr``) without weight decay.
     """
-    from supcon.training.optim import add_loss_group
-    from supcon.training.optim import build_optimizer as make_optimizer
+    from supcon.training.optim import add_loss_group, create_optimizer
 
-    optimizer = make_optimizer(
+    optimizer = create_optimizer(
         model,
         config.name,
         lr=config.lr,
@@ -169,8 +175,7 @@ def build_batch_sampler(
     batch_size, seed = config.train.batch_size, config.train.seed
     name, args = config.sampler.name, dict(config.sampler.args)
     if name == "random":
-        if args:
-            raise ValueError(f"sampler 'random' takes no args, got {sorted(args)}")
+        reject_arguments("sampler", "random", args, noun="args")
         return RandomBatchSampler(
             len(labels), batch_size, num_replicas=num_replicas, rank=rank, seed=seed
         )
@@ -179,7 +184,7 @@ def build_batch_sampler(
             f"train.batch_size={batch_size} does not split evenly over {num_replicas} "
             f"processes; use a multiple of {num_replicas}"
         )
-    from supcon.samplers import build_sampler
+    from supcon.samplers import create_sampler
     from supcon.samplers.fit import m_per_class_problem
 
     if name == "m_per_class" and isinstance(args.get("m"), int):
@@ -188,7 +193,7 @@ def build_batch_sampler(
             raise ValueError(problem)
     per_rank = batch_size // num_replicas
     try:
-        return build_sampler(
+        return create_sampler(
             name,
             labels,
             batch_size=per_rank,
@@ -215,14 +220,12 @@ def build_miner(config: MinerConfig, *, distributed: bool = False) -> nn.Module 
             :func:`supcon.training.contrast.batch_loss`.
     """
     if config.name == "none":
-        if config.args:
-            raise ValueError(f"miner 'none' takes no args, got {sorted(config.args)}")
+        reject_arguments("miner", "none", config.args, noun="args")
         return None
-    from supcon.miners import MINERS
-    from supcon.miners import build_miner as make_miner
+    from supcon.miners import MINERS, create_miner
 
     args = dict(config.args)
     accepted = inspect.signature(MINERS[config.name]).parameters if config.name in MINERS else {}
     if distributed and "gather_distributed" in accepted:
         args.setdefault("gather_distributed", True)
-    return make_miner(config.name, **args)
+    return create_miner(config.name, **args)

@@ -177,7 +177,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class MinerConfig:
-    """Which pairs the loss uses (``supcon.miners.build_miner``).
+    """Which pairs the loss uses (``supcon.builders.build_miner``).
 
     Attributes:
         name: ``"none"`` (every pair), ``"topk"`` (hard negatives) or a PML miner's snake_case
@@ -191,7 +191,7 @@ class MinerConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    """How training batches are drawn (``supcon.samplers.build_sampler``).
+    """How training batches are drawn (``supcon.builders.build_batch_sampler``).
 
     Attributes:
         name: ``"random"`` (shuffle, drop the last partial batch), ``"m_per_class"`` (``m``

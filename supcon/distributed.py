@@ -1,14 +1,29 @@
-"""Rank / world helpers and an all-gather that carries exact gradients.
+"""Data-parallel helpers: the ``torchrun`` process group, rank / world, and the collectives.
+
+* :func:`distributed_session` joins the group ``torchrun --nproc_per_node=N -m supcon train ...``
+  describes (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``): NCCL on
+  GPUs, gloo on the CPU.
+* Gathers: :func:`all_gather_with_grad` (exact gradients), :func:`all_gather_no_grad` (labels,
+  ids), and their ``_variable`` twins for ranks holding different numbers of rows.
+* Reductions and broadcasts: :func:`all_reduce_sum`, :func:`mean_over_ranks`,
+  :func:`broadcast_object`, :func:`broadcast_buffers`, :func:`barrier`.
 
 Every helper is a no-op when ``torch.distributed`` is not initialised, so single-process code
-calls them unconditionally.
+calls them unconditionally. Which device a process uses is :mod:`supcon.devices`'s rule.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from supcon.devices import resolve_device
 
 
 def is_distributed() -> bool:
@@ -29,6 +44,36 @@ def get_world_size() -> int:
 def is_main_process() -> bool:
     """True on rank 0 (and when not distributed)."""
     return get_rank() == 0
+
+
+def launched_by_torchrun() -> bool:
+    """True when the environment describes more than one process (``WORLD_SIZE > 1``)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+@contextlib.contextmanager
+def distributed_session(device: str = "auto", timeout_s: float = 1800) -> Iterator[None]:
+    """Join the torchrun process group for the duration of the block (no-op single-process).
+
+    Uses NCCL when this process trains on CUDA, gloo otherwise; pins this process to
+    ``cuda:LOCAL_RANK``.
+
+    Args:
+        device: ``train.device`` of the run (see :func:`supcon.devices.resolve_device`).
+        timeout_s: Collective timeout.
+    """
+    if not launched_by_torchrun() or dist.is_initialized():
+        yield
+        return
+    target = resolve_device(device, option="train.device")
+    if target.type == "cuda":
+        torch.cuda.set_device(target)
+    backend = "nccl" if target.type == "cuda" else "gloo"
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
 
 
 class _AllGatherWithGrad(torch.autograd.Function):
@@ -169,6 +214,41 @@ def all_reduce_sum(tensor: Tensor) -> Tensor:
     out = tensor.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out
+
+
+@torch.no_grad()
+def mean_over_ranks(values: Tensor) -> Tensor:
+    """Element-wise mean over ranks (``values`` itself when not distributed)."""
+    if not is_distributed():
+        return values
+    return all_reduce_sum(values) / get_world_size()
+
+
+def broadcast_object(value: object) -> object:
+    """Rank 0's ``value`` on every rank (``value`` itself when not distributed)."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+@torch.no_grad()
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm statistics) to every rank (no-op when not distributed).
+
+    Training keeps buffers per rank; evaluation and checkpoints use rank 0's, so every rank
+    embeds with the same model.
+    """
+    if is_distributed():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op when not distributed)."""
+    if is_distributed():
+        dist.barrier()
 
 
 def view_major_order(sizes: list[int], views: int) -> Tensor:

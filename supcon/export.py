@@ -33,7 +33,7 @@ from torch import nn
 
 import supcon
 from supcon.errors import UserError
-from supcon.io import atomic_write_bytes, atomic_write_json
+from supcon.io import atomic_write_bytes, atomic_write_json, sidecar_path
 
 if TYPE_CHECKING:
     from supcon.data.transforms import Transform
@@ -50,12 +50,6 @@ SUFFIXES = {
 }
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
-
-
-def sidecar_path(path: str | Path) -> Path:
-    """``FILE.json`` beside ``FILE``."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
 
 
 # --- the eval transform as data -------------------------------------------------------------

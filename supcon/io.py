@@ -18,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
 from supcon.errors import UserError
 
 #: errno values that mean "this place cannot be written", with what to do about each.
@@ -119,6 +117,12 @@ def _atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     return path
 
 
+def sidecar_path(path: str | Path) -> Path:
+    """``FILE.json`` beside ``FILE``: the description of an embeddings file, index or export."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` so readers see the old file or the new one, never a part."""
     return _atomic(path, lambda handle: handle.write(data))
@@ -136,4 +140,6 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     """Atomically ``torch.save`` ``obj`` (a checkpoint is never left half-written)."""
+    import torch  # here, so the command line's light modules can use supcon.io
+
     return _atomic(path, lambda handle: torch.save(obj, handle))

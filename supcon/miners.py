@@ -9,7 +9,6 @@ SupCon denominator holds the positives plus the ``k`` negatives most similar to 
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -17,15 +16,17 @@ import torch.nn.functional as F
 from pytorch_metric_learning import miners as pml_miners
 from torch import Tensor, nn
 
-from supcon.distributed import all_gather_no_grad, get_rank, is_distributed
+from supcon import blocks
+from supcon.arguments import constructor_arguments, reject_arguments
+from supcon.distributed import (
+    all_gather_variable_no_grad,
+    gather_sizes,
+    get_rank,
+    is_distributed,
+)
+from supcon.losses.rows import view_major
 
 PairTuple = tuple[Tensor, Tensor, Tensor, Tensor]
-
-# Similarities per (rows, candidates) block, which bounds mining memory at O(block * M). On CPU,
-# 16 MiB float32 blocks are faster than one big matrix (cache, fewer page faults); accelerators
-# prefer fewer, larger blocks.
-_CPU_BLOCK_ELEMENTS = 1 << 22
-_ACCELERATOR_BLOCK_ELEMENTS = 1 << 25
 
 
 def flatten_views(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -48,14 +49,14 @@ def flatten_views(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(
             f"flatten_views needs (B, V, D) embeddings, got shape {tuple(embeddings.shape)}."
         )
-    num_samples, num_views, dim = embeddings.shape
+    num_samples, num_views, _ = embeddings.shape
     labels = torch.as_tensor(labels, device=embeddings.device)
     if labels.shape != (num_samples,):
         raise ValueError(
             f"labels must be (B,) = ({num_samples},) for (B, V, D) embeddings, got shape "
             f"{tuple(labels.shape)}."
         )
-    flat = embeddings.transpose(0, 1).reshape(num_samples * num_views, dim)
+    flat = view_major(embeddings)
     return flat, labels.repeat(num_views)
 
 
@@ -249,8 +250,8 @@ def mine_topk_negatives(
     num_anchors, num_candidates = anchors.shape[0], candidates.shape[0]
     device = anchors.device
     if block_rows is None:
-        elements = _CPU_BLOCK_ELEMENTS if device.type == "cpu" else _ACCELERATOR_BLOCK_ELEMENTS
-        block_rows = max(1, elements // max(num_candidates, 1))
+        elements = blocks.for_device(blocks.MINER_BLOCK_ELEMENTS, device.type)
+        block_rows = blocks.rows_per_block(elements, num_candidates)
     kk = min(k, num_candidates)
     a1, p = positive_pairs(anchor_labels, candidate_labels, self_offset=self_offset)
     has_positive = torch.bincount(a1, minlength=num_anchors) > 0
@@ -369,22 +370,13 @@ def _check_inputs(
 
 
 def _gather_rows(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
-    """All-gather rows whose count may differ per rank; return them and this rank's offset."""
-    count = torch.tensor([embeddings.shape[0]], device=embeddings.device)
-    counts = all_gather_no_grad(count).tolist()
-    most = max(counts)
-    pad = most - embeddings.shape[0]
-    padded = F.pad(embeddings, (0, 0, 0, pad))
-    padded_labels = F.pad(labels, (0, pad))
-    gathered = all_gather_no_grad(padded.contiguous())
-    gathered_labels = all_gather_no_grad(padded_labels.contiguous())
-    keep = torch.cat(
-        [
-            torch.arange(r * most, r * most + c, device=embeddings.device)
-            for r, c in enumerate(counts)
-        ]
+    """Every rank's rows and labels (counts may differ per rank) and this rank's offset."""
+    sizes = gather_sizes(embeddings.shape[0], embeddings.device)
+    return (
+        all_gather_variable_no_grad(embeddings, sizes),
+        all_gather_variable_no_grad(labels, sizes),
+        sum(sizes[: get_rank()]),
     )
-    return gathered[keep], gathered_labels[keep], sum(counts[: get_rank()])
 
 
 _PML_MINERS: dict[str, type[nn.Module]] = {
@@ -401,7 +393,7 @@ _PML_MINERS: dict[str, type[nn.Module]] = {
 MINERS: dict[str, type[nn.Module]] = {"topk": TopKNegativeMiner, **_PML_MINERS}
 
 
-def build_miner(name: str | None, **kwargs: Any) -> nn.Module | None:
+def create_miner(name: str | None, **kwargs: Any) -> nn.Module | None:
     """Build a miner from a recipe's ``miner:`` section.
 
     Args:
@@ -421,13 +413,12 @@ def build_miner(name: str | None, **kwargs: Any) -> nn.Module | None:
         ValueError: for an unknown name or argument, listing the valid ones.
     """
     if name is None or name == "none":
-        if kwargs:
-            raise ValueError(f"miner 'none' takes no arguments, got {sorted(kwargs)}.")
+        reject_arguments("miner", "none", kwargs)
         return None
     if name not in MINERS:
         raise ValueError(f"unknown miner {name!r}; choose one of {sorted(MINERS)} or 'none'.")
     cls = MINERS[name]
-    valid = _constructor_arguments(cls)
+    valid = set(constructor_arguments(cls))
     unknown = sorted(set(kwargs) - valid)
     if unknown:
         raise ValueError(
@@ -438,20 +429,3 @@ def build_miner(name: str | None, **kwargs: Any) -> nn.Module | None:
         return cls(**kwargs)
     except TypeError as err:
         raise ValueError(f"miner {name!r}: {err}; valid arguments are {sorted(valid)}.") from None
-
-
-def _constructor_arguments(cls: type) -> set[str]:
-    """Named ``__init__`` arguments of ``cls``, following ``**kwargs`` up the MRO."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass) or klass in (nn.Module, object):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        names |= {
-            p.name
-            for p in params
-            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        }
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names

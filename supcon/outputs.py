@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from supcon.errors import UserError
+from supcon.io import sidecar_path
 
 #: JSON files larger than this are not opened to recognise them (never our reports).
 MAX_SNIFF_BYTES = 256 << 20
@@ -66,9 +67,7 @@ def json_report(fmt: str, name: str, legacy_keys: Sequence[str]) -> OutputKind:
 
 def described_by(fmt: str) -> Callable[[Path], bool]:
     """Whether ``PATH.json`` beside a file says ``"format": fmt``."""
-    return lambda path: (
-        (read_json_object(path.with_name(path.name + ".json")) or {}).get("format") == fmt
-    )
+    return lambda path: (read_json_object(sidecar_path(path)) or {}).get("format") == fmt
 
 
 def _is_png(path: Path) -> bool:
@@ -98,7 +97,7 @@ def companion_kind(main: Path, fmt: str) -> OutputKind:
     description lists it."""
 
     def is_own(path: Path) -> bool:
-        meta = read_json_object(main.with_name(main.name + ".json")) or {}
+        meta = read_json_object(sidecar_path(main)) or {}
         files = meta.get("files") if meta.get("format") == fmt else None
         return isinstance(files, dict) and path.name in files.values()
 
@@ -133,7 +132,7 @@ def data_inputs(source: str | Path | None) -> list[Path]:
     if source is None:
         return []
     path = Path(source)
-    found = [path, path.with_name(path.name + ".json")]
+    found = [path, sidecar_path(path)]
     if path.suffix == ".npy":
         found += [
             path.with_suffix(f".{n}.npy") for n in ("labels", "ids", "is_query", "is_gallery")
@@ -224,7 +223,7 @@ def check_embedding_outputs(
         raise UserError(f"--out {str(path)!r} must end in .npy or .safetensors")
     targets = [
         (path, EMBEDDINGS),
-        (path.with_name(path.name + ".json"), sidecar_kind(fmt, "supcon embeddings .json")),
+        (sidecar_path(path), sidecar_kind(fmt, "supcon embeddings .json")),
     ]
     if path.suffix == ".npy":
         companion = companion_kind(path, fmt)
@@ -243,7 +242,7 @@ def check_export_outputs(
     targets = [
         (path, EXPORTED_MODEL),
         (
-            path.with_name(path.name + ".json"),
+            sidecar_path(path),
             sidecar_kind("supcon-export/1", "supcon exported model .json"),
         ),
     ]

@@ -18,7 +18,7 @@ from pytorch_metric_learning import miners as pml_miners
 
 from supcon import SupConLoss
 from supcon.miners import MINERS as MINERS_BY_NAME
-from supcon.miners import TopKNegativeMiner, build_miner, flatten_views
+from supcon.miners import TopKNegativeMiner, create_miner, flatten_views
 from tests.reference import pair_masks_from_indices, reference_supcon
 
 
@@ -272,17 +272,17 @@ def test_bad_input_raises_value_error_saying_what_to_change(call, match: str) ->
         call()
 
 
-def test_build_miner_by_name() -> None:
-    assert build_miner("none") is None and build_miner(None) is None
-    topk = build_miner("topk", k=8, semi_hard=True)
+def test_create_miner_by_name() -> None:
+    assert create_miner("none") is None and create_miner(None) is None
+    topk = create_miner("topk", k=8, semi_hard=True)
     assert isinstance(topk, TopKNegativeMiner) and topk.k == 8 and topk.semi_hard
-    ms = build_miner("multi_similarity", epsilon=0.3)
+    ms = create_miner("multi_similarity", epsilon=0.3)
     assert isinstance(ms, pml_miners.MultiSimilarityMiner) and ms.epsilon == 0.3
-    tm = build_miner("triplet_margin", margin=0.1, type_of_triplets="semihard")
+    tm = create_miner("triplet_margin", margin=0.1, type_of_triplets="semihard")
     assert isinstance(tm, pml_miners.TripletMarginMiner) and tm.type_of_triplets == "semihard"
-    assert isinstance(build_miner("batch_hard"), pml_miners.BatchHardMiner)
-    assert isinstance(build_miner("pair_margin", neg_margin=0.5), pml_miners.PairMarginMiner)
-    assert isinstance(build_miner("batch_easy_hard"), pml_miners.BatchEasyHardMiner)
+    assert isinstance(create_miner("batch_hard"), pml_miners.BatchHardMiner)
+    assert isinstance(create_miner("pair_margin", neg_margin=0.5), pml_miners.PairMarginMiner)
+    assert isinstance(create_miner("batch_easy_hard"), pml_miners.BatchEasyHardMiner)
 
 
 @pytest.mark.parametrize(
@@ -292,7 +292,7 @@ def test_build_miner_by_name() -> None:
 def test_every_registered_miner_feeds_the_loss(name: str) -> None:
     """The loss on each miner's pairs equals the float64 reference restricted to those pairs."""
     emb, labels = _batch(32, 8, 4, seed=11, dtype=torch.float64)
-    miner = build_miner(name, **({"k": 4} if name == "topk" else {}))
+    miner = create_miner(name, **({"k": 4} if name == "topk" else {}))
     indices = miner(emb, labels)
     pos, keep = pair_masks_from_indices(tuple(t.numpy() for t in indices), len(emb))
     expected, without = reference_supcon(emb.numpy(), pos, keep, 0.1)
@@ -314,9 +314,9 @@ def test_every_registered_miner_feeds_the_loss(name: str) -> None:
         ("none", {"k": 3}, "takes no arguments"),
     ],
 )
-def test_build_miner_rejects_unknown_names_and_arguments(name, kwargs, match) -> None:
+def test_create_miner_rejects_unknown_names_and_arguments(name, kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
-        build_miner(name, **kwargs)
+        create_miner(name, **kwargs)
 
 
 # --------------------------------------------------------------------------- distributed

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader, TensorDataset
 
-from supcon.samplers import EpisodicSampler, MPerClassSampler, build_sampler
+from supcon.samplers import EpisodicSampler, MPerClassSampler, create_sampler
 
 
 def _labels_from_sizes(sizes: list[int], seed: int = 0) -> np.ndarray:
@@ -291,19 +291,21 @@ def test_episodic_warns_about_classes_it_leaves_out() -> None:
 # --------------------------------------------------------------------------- builder
 
 
-def test_build_sampler_by_name() -> None:
+def test_create_sampler_by_name() -> None:
     labels = [0, 0, 1, 1, 2, 2, 3, 3] * 2
-    assert build_sampler(None, labels, batch_size=4) is None
-    assert build_sampler("random", labels, batch_size=4) is None
-    s = build_sampler("m_per_class", labels, batch_size=4, m=2, num_replicas=2, rank=1, seed=3)
+    assert create_sampler(None, labels, batch_size=4) is None
+    assert create_sampler("random", labels, batch_size=4) is None
+    s = create_sampler("m_per_class", labels, batch_size=4, m=2, num_replicas=2, rank=1, seed=3)
     assert isinstance(s, MPerClassSampler)
     assert (s.m, s.batch_size, s.num_replicas, s.rank, s.seed) == (2, 4, 2, 1, 3)
-    e = build_sampler(
+    e = create_sampler(
         "episodic", labels, batch_size=6, n_way=2, k_shot=1, n_query=2, episodes=3, seed=9
     )
     assert isinstance(e, EpisodicSampler) and e.seed == 9 and len(e) == 3
     assert (
-        build_sampler("episodic", labels, batch_size=None, n_way=2, k_shot=1, n_query=2, episodes=3)
+        create_sampler(
+            "episodic", labels, batch_size=None, n_way=2, k_shot=1, n_query=2, episodes=3
+        )
         is not None
     )
 
@@ -320,9 +322,9 @@ def test_build_sampler_by_name() -> None:
         ("m_per_class", {"m": 3}, "not divisible by m=3"),
     ],
 )
-def test_build_sampler_rejects_unknown_names_and_arguments(name, kwargs, match) -> None:
+def test_create_sampler_rejects_unknown_names_and_arguments(name, kwargs, match) -> None:
     with pytest.raises(ValueError, match=match):
-        build_sampler(name, [0, 0, 1, 1, 2, 2] * 2, batch_size=4, **kwargs)
+        create_sampler(name, [0, 0, 1, 1, 2, 2] * 2, batch_size=4, **kwargs)
 
 
 # --------------------------------------------------------------------------- distributed

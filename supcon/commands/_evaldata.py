@@ -8,8 +8,6 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from supcon.errors import UserError
 
 if TYPE_CHECKING:
@@ -63,37 +61,6 @@ def add_data_arguments(parser: argparse.ArgumentParser, default_split: str) -> N
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available; refuses CUDA on a machine without it."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name} but CUDA is not available; use --device cpu")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
-
-
-def _concat(first: Split, second: Split) -> Split:
-    """Both splits as one, without query/gallery flags (class ids of ``second`` kept)."""
-    import torch
-
-    labels = np.concatenate([first.labels, second.labels])
-    if hasattr(first, "paths"):
-        return dataclasses.replace(
-            second,
-            paths=tuple(first.paths) + tuple(second.paths),
-            labels=labels,
-            is_query=None,
-            is_gallery=None,
-        )
-    return dataclasses.replace(
-        second, images=torch.cat([first.images, second.images]), labels=labels
-    )
-
-
 def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str]:
     """The items to embed and a description of them.
 
@@ -116,6 +83,7 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
         with_channels,
     )
     from supcon.data.verify import screen_splits, summarize
+    from supcon.data.views import concat_splits
 
     if data is None:
         if run.config is None:
@@ -128,7 +96,7 @@ def load_items(run: LoadedRun, data: str | None, split: str) -> tuple[Split, str
             print(f"note: data.on_bad_image=skip left out {summarize(bad)}")
         if split == "heldout":
             return held_out, f"held-out split of {run.checkpoint}"
-        return _concat(train, held_out), f"all data of {run.checkpoint}"
+        return concat_splits(train, held_out), f"all data of {run.checkpoint}"
     path = Path(data)
     data_config = run.config.data if run.config is not None else DataConfig()
     if path.is_dir():

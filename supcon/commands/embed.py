@@ -10,7 +10,6 @@ from supcon.commands._evaldata import (
     embed_items,
     load_items,
     load_model,
-    resolve_device,
 )
 from supcon.outputs import add_force_argument
 
@@ -22,7 +21,9 @@ def run(args: argparse.Namespace) -> int:
     from supcon.reporting import format_table
 
     check_embedding_outputs(args.out, force=args.force, inputs=[*run_inputs(args.run), args.data])
-    device = resolve_device(args.device)
+    from supcon.devices import resolve_device
+
+    device = resolve_device(args.device, option="--device")
     started = time.perf_counter()
     loaded = load_model(args.run, device=device)
     items, description = load_items(loaded, args.data, args.split)

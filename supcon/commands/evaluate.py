@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from supcon.commands._evaldata import add_data_arguments, embed_items, load_items, resolve_device
+from supcon.commands._evaldata import add_data_arguments, embed_items, load_items
 from supcon.errors import UserError
 from supcon.outputs import add_force_argument
 
@@ -169,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plots:
         check_plot_folder(args.plots, PLOT_NAMES, force=args.force, inputs=inputs)
     _check_refine(args)
-    device = resolve_device(args.device)
+    from supcon.devices import resolve_device
+
+    device = resolve_device(args.device, option="--device")
     started = time.perf_counter()
     loaded = load_run(args.run, device=device)
     items, description = load_items(loaded, args.data, args.split)

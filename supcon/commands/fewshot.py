@@ -8,7 +8,7 @@ import argparse
 import time
 from typing import Any
 
-from supcon.commands._evaldata import add_data_arguments, load_or_embed, resolve_device
+from supcon.commands._evaldata import add_data_arguments, load_or_embed
 from supcon.errors import UserError
 from supcon.outputs import add_force_argument
 
@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
         check_outputs(
             [(args.json, FEWSHOT_REPORT)], option="--json", force=args.force, inputs=inputs
         )
-    device = resolve_device(args.device)
+    from supcon.devices import resolve_device
+
+    device = resolve_device(args.device, option="--device")
     started = time.perf_counter()
     data, description = load_or_embed(args.source, args, device)
     labelled = data.labels >= 0

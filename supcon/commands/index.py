@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from supcon.commands._evaldata import add_data_arguments, load_or_embed, resolve_device
+from supcon.commands._evaldata import add_data_arguments, load_or_embed
 from supcon.outputs import add_force_argument
 
 
@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         inputs=[*run_inputs(args.source), *data_inputs(args.source), args.data],
     )
-    device = resolve_device(args.device)
+    from supcon.devices import resolve_device
+
+    device = resolve_device(args.device, option="--device")
     started = time.perf_counter()
     data, description = load_or_embed(args.source, args, device)
     rows = np.arange(len(data.ids)) if data.is_gallery is None else np.flatnonzero(data.is_gallery)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from supcon.commands._evaldata import resolve_device
 from supcon.errors import UserError
 from supcon.outputs import add_force_argument
 
@@ -171,7 +170,9 @@ def run(args: argparse.Namespace) -> int:
             [(args.out, hits_kind(HIT_COLUMNS))], option="--out", force=args.force, inputs=inputs
         )
     paths = _query_files(args.images, args.queries)
-    device = resolve_device(args.device)
+    from supcon.devices import resolve_device
+
+    device = resolve_device(args.device, option="--device")
     index = SearchIndex.load(args.index, device=device)
     index.configure(nprobe=args.nprobe, ef_search=args.ef_search)
     if args.refine is not None:

@@ -95,10 +95,10 @@ def _check_resume_epochs(run_dir: Path, epochs: int, finished: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train (or resume) from a recipe, print the held-out metrics table on rank 0."""
     from supcon.config import load_config
+    from supcon.distributed import broadcast_object, get_rank
     from supcon.outputs import check_run_folder
     from supcon.reporting import escape, metrics_table
     from supcon.training import distributed_session, train
-    from supcon.training.distributed import broadcast_object, get_rank
     from supcon.training.lock import run_lock
     from supcon.training.preempt import Preempted
 

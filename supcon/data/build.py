@@ -1,4 +1,8 @@
-"""Turn the ``data:`` section of a recipe into train and held-out splits and their transforms."""
+"""Data builders: the ``data:`` and ``augment:`` sections of a recipe in, splits and transforms out.
+
+Like :mod:`supcon.builders`, this module reads config sections (and sits in the builders
+layer); the datasets and transforms it makes take plain arguments.
+"""
 
 from __future__ import annotations
 

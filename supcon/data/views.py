@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import dataclasses
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +24,34 @@ class Split(Protocol):
     def __len__(self) -> int: ...
 
     def load(self, index: int) -> Any: ...
+
+
+S = TypeVar("S", bound=Split)
+
+
+def concat_splits(first: S, second: S) -> S:
+    """Both splits as one split of ``second``'s kind: items and labels of ``first``, then
+    ``second``'s; class names of ``second``; no query/gallery flags.
+
+    Works for every split dataclass (image files, in-memory tensors): their per-item field
+    (``paths`` or ``images``) is concatenated, the other fields are ``second``'s.
+    """
+    if type(first) is not type(second):
+        raise TypeError(f"cannot join a {type(first).__name__} and a {type(second).__name__}")
+    changes: dict[str, Any] = {
+        "labels": np.concatenate([first.labels, second.labels]),
+        "is_query": None,
+        "is_gallery": None,
+    }
+    for field in dataclasses.fields(second):  # type: ignore[arg-type]
+        mine, theirs = getattr(first, field.name), getattr(second, field.name)
+        if isinstance(theirs, Tensor) and len(theirs) == len(second):
+            changes[field.name] = torch.cat([mine, theirs])
+        elif (
+            field.name != "class_names" and isinstance(theirs, tuple) and len(theirs) == len(second)
+        ):
+            changes[field.name] = tuple(mine) + tuple(theirs)
+    return dataclasses.replace(second, **changes)  # type: ignore[type-var]
 
 
 def augmentation_seed(seed: int, epoch: int, index: int) -> int:

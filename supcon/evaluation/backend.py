@@ -1,4 +1,4 @@
-"""Where evaluation runs: the torch device for exact search, FAISS on GPU when it can be.
+"""Where evaluation runs: FAISS on GPU when it can be (the torch device: :mod:`supcon.devices`).
 
 Fallbacks are never silent: each is said once per process on the ``supcon`` logger (printed
 to stderr when no logging is configured).
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-
-import torch
 
 
 def _faiss() -> Any:
@@ -33,33 +31,6 @@ def say_once(message: str) -> None:
     if message not in _said:
         _said.add(message)
         say(message)
-
-
-def resolve_device(device: str | torch.device | None, *tensors: object) -> torch.device:
-    """The device exact search runs on.
-
-    Args:
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` (CUDA when available) or
-            ``None`` (CUDA when an input tensor is on CUDA, else CPU).
-        tensors: The inputs (only consulted when ``device`` is ``None``).
-
-    Returns:
-        The device.
-
-    Raises:
-        ValueError: for CUDA on a machine without it.
-    """
-    if device is None:
-        on_cuda = any(isinstance(t, torch.Tensor) and t.is_cuda for t in tensors)
-        return torch.device("cuda" if on_cuda else "cpu")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} but CUDA is not available; use device='cpu'")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {str(device)!r}")
-    return device
 
 
 def faiss_gpu_count() -> int:

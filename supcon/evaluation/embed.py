@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from supcon.distributed import all_gather_no_grad, get_rank, get_world_size
-from supcon.io import atomic_write_bytes, atomic_write_json
+from supcon.eval_mode import eval_mode
+from supcon.io import atomic_write_bytes, atomic_write_json, sidecar_path
 
 FORMAT = "supcon-embeddings/1"
 EXTENSIONS = (".npy", ".safetensors")
@@ -63,10 +64,8 @@ def extract_embeddings(
     rank, world = get_rank(), get_world_size()
     shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    was_training = model.training
-    model.eval()
     chunks, labels, ids = [], [], []
-    try:
+    with eval_mode(model):
         for images, batch_labels, batch_ids in tqdm(
             loader, desc="embed", disable=not progress or rank != 0, leave=False
         ):
@@ -81,8 +80,6 @@ def extract_embeddings(
             chunks.append(out.float().cpu())
             labels.append(torch.as_tensor(batch_labels, dtype=torch.int64))
             ids.append(torch.as_tensor(batch_ids, dtype=torch.int64))
-    finally:
-        model.train(was_training)
     emb = torch.cat(chunks) if chunks else torch.empty(0, 0)
     lab = torch.cat(labels) if labels else torch.empty(0, dtype=torch.int64)
     idx = torch.cat(ids) if ids else torch.empty(0, dtype=torch.int64)
@@ -170,10 +167,6 @@ class EmbeddingSet:
         return int(self.embeddings.shape[1])
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
 def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
@@ -218,7 +211,7 @@ def save_embeddings(path: str | Path, data: EmbeddingSet) -> Path:
     else:
         raise ValueError(f"embeddings go to a .npy or .safetensors file, got {str(path)!r}")
     atomic_write_json(
-        _sidecar(path),
+        sidecar_path(path),
         {
             "format": FORMAT,
             "count": len(data.embeddings),
@@ -243,13 +236,13 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
     if not path.is_file():
         raise FileNotFoundError(f"embedding file {str(path)!r} not found")
     meta: dict[str, Any] = {}
-    if _sidecar(path).is_file():
+    if sidecar_path(path).is_file():
         try:
-            meta = json.loads(_sidecar(path).read_text(encoding="utf-8"))
+            meta = json.loads(sidecar_path(path).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ValueError(f"{str(_sidecar(path))!r} is not valid JSON") from None
+            raise ValueError(f"{str(sidecar_path(path))!r} is not valid JSON") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{str(_sidecar(path))!r} is not a supcon embedding description")
+            raise ValueError(f"{str(sidecar_path(path))!r} is not a supcon embedding description")
         wrong = [
             key
             for key, kind in (("files", dict), ("model", dict), ("class_names", list))
@@ -257,7 +250,7 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
         ]
         if wrong or not isinstance(meta.get("paths") or [], list):
             raise ValueError(
-                f"{str(_sidecar(path))!r} has malformed key(s) {', '.join(wrong) or 'paths'}; "
+                f"{str(sidecar_path(path))!r} has malformed key(s) {', '.join(wrong) or 'paths'}; "
                 "write the embeddings again with supcon embed"
             )
     if path.suffix == ".safetensors":

@@ -37,14 +37,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from supcon.evaluation.backend import resolve_device
-from supcon.evaluation.metrics import ArrayLike, _embeddings, _to_numpy
-from supcon.samplers import EpisodicSampler
-from supcon.samplers._common import as_label_array
+from supcon import blocks
+from supcon.devices import resolve_device
+from supcon.evaluation.metrics import ArrayLike, embedding_rows
+from supcon.evaluation.unit import as_numpy
+from supcon.samplers import EpisodicSampler, as_label_array
 
-#: A batch of episodes holds at most this many gathered embedding values (≈ 64 MB in float32).
-BATCH_ELEMENTS = 1 << 24
-#: ... and at most this many episodes (so a progress bar moves during slow classifiers).
+#: A batch holds at most this many episodes (so a progress bar moves during slow classifiers).
 MAX_BATCH_EPISODES = 100
 
 #: ``classify(support, query) -> predicted class position``, where ``support`` is
@@ -193,8 +192,8 @@ def _check_episode_fits(labels: np.ndarray, n_way: int, k_shot: int, n_query: in
 
 def _prepare(embeddings: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Normalised ``(N, D)`` float32 embeddings and ``(N,)`` int64 labels, checked."""
-    emb = _embeddings(embeddings, "embeddings")
-    lab = _to_numpy(labels)
+    emb = embedding_rows(embeddings, "embeddings")
+    lab = as_numpy(labels)
     if lab.ndim != 1 or len(lab) != len(emb):
         raise ValueError(
             f"labels must be ({len(emb)},), one per embedding row, got shape {lab.shape}; "
@@ -226,7 +225,7 @@ def _episode_accuracies(
     episodes = len(indices)
     shots = n_way * k_shot
     dim = emb.shape[1]
-    batch = max(1, min(MAX_BATCH_EPISODES, BATCH_ELEMENTS // (indices.shape[1] * dim)))
+    batch = max(1, min(MAX_BATCH_EPISODES, blocks.BATCH_ELEMENTS // (indices.shape[1] * dim)))
     truth = torch.arange(n_way, device=emb.device).repeat_interleave(n_query)  # (n_way*n_query,)
     correct = {name: np.empty(episodes, dtype=np.float64) for name in classifiers}
     bar = tqdm(total=episodes, desc=f"{k_shot}-shot episodes", disable=not progress, leave=False)

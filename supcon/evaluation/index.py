@@ -30,14 +30,10 @@ import torch
 
 from supcon.evaluation.backend import faiss_gpu_or_say, say, say_once
 from supcon.evaluation.unit import as_numpy, unit_rows
-from supcon.io import atomic_write_bytes, atomic_write_json
+from supcon.io import atomic_write_bytes, atomic_write_json, sidecar_path
 
 FORMAT = "supcon-index/1"
 INDEX_TYPES = ("flat", "ivf", "hnsw", "ivfpq")
-
-
-def _unit_rows(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
-    return unit_rows(x, name)
 
 
 @dataclass(frozen=True)
@@ -215,7 +211,7 @@ class SearchIndex:
                 f"{self.dim}-dimensional ones (made by {source}); embed with that model or "
                 "rebuild the index"
             )
-        q = _unit_rows(q, "query")
+        q = unit_rows(q, "query")
         if k < 1:
             raise ValueError(f"k must be ≥ 1, got {k}")
         if k > len(self):
@@ -320,7 +316,7 @@ class SearchIndex:
         blob = faiss.serialize_index(index).tobytes()
         atomic_write_bytes(path, blob)
         atomic_write_json(
-            _sidecar(path),
+            sidecar_path(path),
             {
                 "format": FORMAT,
                 "faiss_sha256": hashlib.sha256(blob).hexdigest(),
@@ -351,7 +347,7 @@ class SearchIndex:
             ValueError: when the files are not a supcon index or do not belong together.
         """
         path = Path(path)
-        meta_path = _sidecar(path)
+        meta_path = sidecar_path(path)
         for needed in (path, meta_path):
             if not needed.is_file():
                 raise FileNotFoundError(
@@ -397,10 +393,6 @@ class SearchIndex:
             class_names=tuple(meta.get("class_names", ())),
             model=meta["model"],
         )
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
 
 
 #: Keys an index description must have, with their JSON types.
@@ -484,7 +476,7 @@ def build_index(
     Raises:
         ValueError: for bad shapes, non-finite rows, duplicate ids or impossible parameters.
     """
-    x = _unit_rows(embeddings, "embeddings")
+    x = unit_rows(embeddings, "embeddings")
     n, dim = x.shape
     ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
     labels = np.full(n, -1, dtype=np.int64) if labels is None else np.asarray(labels, np.int64)

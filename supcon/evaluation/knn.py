@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from supcon import blocks
+
 
 def _faiss() -> Any:
     """The faiss module, imported on first use (``import supcon`` stays light)."""
@@ -41,18 +43,9 @@ def _faiss() -> Any:
 
 
 NO_NEIGHBOUR = -1
-#: Leave-one-out uses the symmetric layout while its heaps (12 bytes per row and neighbour)
-#: fit in this many bytes; larger ``N · k`` falls back to query chunks.
-SYMMETRIC_BUDGET_BYTES = 1 << 30
-#: CUDA scores at most this many query × gallery pairs at once (1 GiB of float32).
-CUDA_BLOCK_ELEMENTS = 1 << 28
 #: Deeper lists than this are selected by partitioning whole score rows instead of heaps
 #: (a heap insertion costs ``O(log k)`` and deep heaps take many).
 HEAP_MAX_K = 512
-#: Rows × gallery scores partitioned at once on the CPU (64 MiB of float32).
-PARTITION_ELEMENTS = 1 << 24
-#: Largest leave-one-out block side (column offsets are radix-sorted as int16).
-MAX_BLOCK = 1 << 15
 
 
 @contextmanager
@@ -177,7 +170,7 @@ def search_self_chunks(
         thread.
     """
     n = len(x)
-    block_size = min(block_size, MAX_BLOCK)
+    block_size = min(block_size, blocks.MAX_BLOCK)
     if order is not None:
         x = np.ascontiguousarray(x[order])
         keys = None if keys is None else np.asarray(keys)[order]
@@ -395,7 +388,7 @@ def _search_cuda(
     kk = min(k, len(g))
     scores = np.full((len(q_all), k), -np.inf, dtype=np.float32)
     ids = np.full((len(q_all), k), NO_NEIGHBOUR, dtype=np.int64)
-    rows = max(1, CUDA_BLOCK_ELEMENTS // max(len(g), 1))
+    rows = blocks.rows_per_block(blocks.CUDA_BLOCK_ELEMENTS, len(g))
     old = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False  # exact float32 products
     try:
@@ -435,7 +428,7 @@ def _search_partition(
     scores = np.full((len(q), k), -np.inf, dtype=np.float32)
     ids = np.full((len(q), k), NO_NEIGHBOUR, dtype=np.int64)
     g_keys = _keys(gallery_keys)
-    step = max(1, PARTITION_ELEMENTS // max(n_gallery, 1))
+    step = blocks.rows_per_block(blocks.PARTITION_ELEMENTS, n_gallery)
     for start in range(0, len(q), step):
         block = torch.mm(q[start : start + step], g.T)
         if g_keys is not None:
@@ -464,4 +457,4 @@ def _search_partition(
 def symmetric_fits(n: int, k: int) -> bool:
     """Whether leave-one-out heaps for ``n`` rows of ``k`` neighbours fit the budget (and
     are shallow enough for heaps to beat partitioning)."""
-    return k <= HEAP_MAX_K and n * k * 12 <= SYMMETRIC_BUDGET_BYTES
+    return k <= HEAP_MAX_K and n * k * 12 <= blocks.SYMMETRIC_BUDGET_BYTES

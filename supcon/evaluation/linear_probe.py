@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from supcon.evaluation.metrics import ArrayLike, _embeddings, _to_numpy
+from supcon.evaluation.metrics import ArrayLike, embedding_rows
+from supcon.evaluation.unit import as_numpy
 
 
 def linear_probe(
@@ -47,10 +48,10 @@ def linear_probe(
     """
     from sklearn.linear_model import LogisticRegression
 
-    x_train = _embeddings(train_embeddings, "train_embeddings")
-    x_test = _embeddings(test_embeddings, "test_embeddings")
-    y_train = _to_numpy(train_labels).astype(np.int64).reshape(-1)
-    y_test = _to_numpy(test_labels).astype(np.int64).reshape(-1)
+    x_train = embedding_rows(train_embeddings, "train_embeddings")
+    x_test = embedding_rows(test_embeddings, "test_embeddings")
+    y_train = as_numpy(train_labels).astype(np.int64).reshape(-1)
+    y_test = as_numpy(test_labels).astype(np.int64).reshape(-1)
     if len(y_train) != len(x_train) or len(y_test) != len(x_test):
         raise ValueError(
             f"labels must match the embeddings: got {len(y_train)} train labels for "

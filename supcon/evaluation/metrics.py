@@ -32,26 +32,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from supcon import blocks
+from supcon.devices import resolve_device
 from supcon.evaluation import knn
-from supcon.evaluation.backend import resolve_device, say
+from supcon.evaluation.backend import say
 from supcon.evaluation.unit import as_numpy, unit_rows
 
 ArrayLike = np.ndarray | torch.Tensor
-#: Query-chunk neighbour lists hold at most this many entries (≈ 40 bytes each while scored).
-CHUNK_ELEMENTS = 1 << 22
 
 
-def _to_numpy(x: ArrayLike) -> np.ndarray:
-    return as_numpy(x)
-
-
-def _embeddings(x: ArrayLike, name: str) -> np.ndarray:
+def embedding_rows(x: ArrayLike, name: str) -> np.ndarray:
     """Validated, L2-normalised, C-contiguous float32 ``(N, D)`` (see :mod:`.unit`)."""
     return unit_rows(x, name, context=" before evaluating")
 
 
 def _vector(x: ArrayLike, name: str, rows: int, rows_name: str) -> np.ndarray:
-    arr = _to_numpy(x)
+    arr = as_numpy(x)
     if arr.ndim != 1 or arr.shape[0] != rows:
         raise ValueError(f"{name} must be ({rows},) to match {rows_name}, got shape {arr.shape}.")
     return arr
@@ -99,7 +95,7 @@ def _problem(
     is_query: ArrayLike | None,
     is_gallery: ArrayLike | None,
 ) -> _Problem:
-    q = _embeddings(query, "query")
+    q = embedding_rows(query, "query")
     q_labels = _vector(query_labels, "query_labels", len(q), "query")
     sources = None if source_ids is None else _vector(source_ids, "source_ids", len(q), "query")
     if gallery is None:
@@ -144,7 +140,7 @@ def _problem(
         raise ValueError("is_query / is_gallery select from one set; do not pass gallery too.")
     if gallery_labels is None:
         raise ValueError("gallery needs gallery_labels.")
-    g = _embeddings(gallery, "gallery")
+    g = embedding_rows(gallery, "gallery")
     g_labels = _vector(gallery_labels, "gallery_labels", len(g), "gallery")
     if g.shape[1] != q.shape[1]:
         raise ValueError(
@@ -349,7 +345,7 @@ def retrieval_metrics(
         while start < len(by_depth):
             # Deep lists (large classes) get fewer rows per chunk: chunk · K stays bounded.
             stop = min(start + chunk_size, len(by_depth))
-            fit = max(1, CHUNK_ELEMENTS // max(1, int(depth[by_depth[stop - 1]])))
+            fit = blocks.rows_per_block(blocks.CHUNK_ELEMENTS, int(depth[by_depth[stop - 1]]))
             rows = by_depth[start : min(stop, start + fit)]
             start += len(rows)
             _, ids = knn.search_blocks(

@@ -22,18 +22,9 @@ import faiss
 import numpy as np
 import torch
 
+from supcon.evaluation.unit import unit_rows
+
 ArrayLike = np.ndarray | torch.Tensor
-
-
-def _unit(x: ArrayLike, name: str) -> np.ndarray:
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.ndim != 2 or len(arr) == 0:
-        raise ValueError(f"{name} must be a non-empty (N, D) array, got shape {arr.shape}")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} has NaN or inf values; drop or fix those rows first")
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return np.ascontiguousarray(arr / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 def _check(n: int, alpha: float, available: int, what: str) -> None:
@@ -108,7 +99,7 @@ def query_expansion(
     Raises:
         ValueError: for bad shapes, ``n`` out of range or ``alpha < 0``.
     """
-    q, g = _unit(query, "query"), _unit(gallery, "gallery")
+    q, g = unit_rows(query, "query"), unit_rows(gallery, "gallery")
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"query has dimension {q.shape[1]}, gallery {g.shape[1]}")
     _check(n, alpha, len(g) - (exclude is not None), "query expansion")
@@ -131,7 +122,7 @@ def database_augmentation(gallery: ArrayLike, n: int, alpha: float = 3.0) -> np.
     Raises:
         ValueError: for bad shapes, ``n`` out of range or ``alpha < 0``.
     """
-    g = _unit(gallery, "gallery")
+    g = unit_rows(gallery, "gallery")
     _check(n, alpha, len(g) - 1, "database augmentation")
     scores, rows = _neighbours(g, g, n, np.arange(len(g)))
     return expand(g, g[rows], scores, alpha)
@@ -175,7 +166,7 @@ def postprocessed_metrics(
     """
     from supcon.evaluation.metrics import retrieval_metrics
 
-    x = _unit(embeddings, "embeddings")
+    x = unit_rows(embeddings, "embeddings")
     labels = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels
     labels = np.asarray(labels)
     n = len(x)
@@ -236,7 +227,7 @@ def approximate_recall(
 
     from supcon.evaluation.index import build_index
 
-    x = _unit(embeddings, "embeddings")
+    x = unit_rows(embeddings, "embeddings")
     labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     n, depth = len(x), max(ks)
     q_rows = np.arange(n) if is_query is None else np.flatnonzero(np.asarray(is_query))

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-#: Rows normalised per float64 block (bounds the temporary copy to ~64 MiB at D = 512).
-BLOCK_ROWS = 1 << 14
+from supcon import blocks
 
 
 def as_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -46,8 +45,8 @@ def unit_rows(x: np.ndarray | torch.Tensor, name: str, *, context: str = "") -> 
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
     out = np.empty(arr.shape, dtype=np.float32)
     bad: list[np.ndarray] = []
-    for start in range(0, len(arr), BLOCK_ROWS):
-        block = arr[start : start + BLOCK_ROWS].astype(np.float64)
+    for start in range(0, len(arr), blocks.UNIT_BLOCK_ROWS):
+        block = arr[start : start + blocks.UNIT_BLOCK_ROWS].astype(np.float64)
         finite = np.isfinite(block).all(axis=1)
         if not finite.all():
             bad.append(start + np.flatnonzero(~finite))

@@ -7,9 +7,9 @@
   collapse alarm, cheap enough to log during training.
 """
 
+from supcon.blocks import AUTO_TILE_ELEMENTS
 from supcon.losses.diagnostics import BatchDiagnostics, batch_diagnostics, loss_bounds
 from supcon.losses.functional import (
-    AUTO_TILE_ELEMENTS,
     LossStats,
     l2_normalize,
     supcon_loss,

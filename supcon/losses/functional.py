@@ -13,7 +13,7 @@ Three interchangeable paths compute it: :mod:`.dense` (one ``(N_a, M)`` matrix, 
 :mod:`.tiled` (row blocks, hand-written gradient, ``O(M·D + block·M)`` memory) and, for mined
 pairs that cover a small part of the matrix, :mod:`.sparse` (``O(pairs·D)``). ``tiled=None``
 picks the sparse path for mined pairs sparser than :data:`SPARSE_MAX_DENSITY` (without HCL),
-otherwise the tiled path once ``N_a · M`` reaches :data:`AUTO_TILE_ELEMENTS`.
+otherwise the tiled path once ``N_a · M`` reaches :data:`supcon.blocks.AUTO_TILE_ELEMENTS`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from supcon import blocks
 from supcon.distributed import all_reduce_sum, get_world_size
 from supcon.losses.dense import dense_anchor_losses
 from supcon.losses.hcl import check_beta
@@ -32,9 +33,6 @@ from supcon.losses.inputs import FlatBatch, check_temperature, prepare_batch
 from supcon.losses.sparse import SparsePairs, SparsePlan, sparse_loss_sum
 from supcon.losses.structure import AnchorCounts
 from supcon.losses.tiled import TilePlan, default_block_rows, tiled_loss_sum
-
-#: ``N_a · M`` at which ``tiled=None`` switches to the tiled path (a 512 × 512 matrix).
-AUTO_TILE_ELEMENTS = 512 * 512
 
 #: Mined pairs covering less than this fraction of the ``N_a × M`` matrix use the sparse path.
 SPARSE_MAX_DENSITY = 1 / 16
@@ -187,7 +185,7 @@ def _anchor_loss_sum(
         plan = SparsePlan(SparsePairs.from_structure(structure), batch.anchor_offset, inv_tau)
         total, counts = sparse_loss_sum(z, plan)
         return total, counts, "sparse"
-    use_tiled = tiled if tiled is not None else num_anchors * num_cols >= AUTO_TILE_ELEMENTS
+    use_tiled = tiled if tiled is not None else num_anchors * num_cols >= blocks.AUTO_TILE_ELEMENTS
     if use_tiled:
         rows = block_size or default_block_rows(num_anchors, num_cols, z.device)
         plan = TilePlan(structure, inv_tau, beta, max(1, min(rows, num_anchors)), grad_cols)

@@ -30,7 +30,7 @@ from supcon.distributed import (
     get_rank,
     is_distributed,
 )
-from supcon.losses.inputs import LocalRows
+from supcon.losses.rows import LocalRows
 
 
 def gather_rows(rows: LocalRows) -> tuple[LocalRows, int, bool]:

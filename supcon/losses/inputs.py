@@ -13,6 +13,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from supcon.losses.gather import gather_rows
+from supcon.losses.rows import LocalRows, view_major
 from supcon.losses.structure import PairStructure
 
 ContrastMode = Literal["all", "one"]
@@ -68,7 +70,8 @@ def check_contrast_mode(contrast_mode: str) -> ContrastMode:
     return contrast_mode  # type: ignore[return-value]
 
 
-def _check_embeddings(embeddings: Tensor, name: str) -> None:
+def check_embeddings(embeddings: Tensor, name: str) -> None:
+    """Raise unless ``embeddings`` is a non-empty, finite floating-point tensor."""
     if not isinstance(embeddings, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(embeddings).__name__}.")
     if not embeddings.is_floating_point():
@@ -90,7 +93,7 @@ def _check_embeddings(embeddings: Tensor, name: str) -> None:
         )
 
 
-def _as_long_labels(labels: Tensor | Sequence[int], name: str, device: torch.device) -> Tensor:
+def as_long_labels(labels: Tensor | Sequence[int], name: str, device: torch.device) -> Tensor:
     """Convert 1-D integer labels to int64, refusing floats that are not whole numbers."""
     labels = torch.as_tensor(labels, device=device)
     if labels.dtype == torch.bool:
@@ -153,32 +156,6 @@ def _check_pairs(
     return (a1, p), (a2, n)
 
 
-@dataclass
-class LocalRows:
-    """A validated, flattened batch before gathering and before reference rows are added.
-
-    Attributes:
-        flat: ``(N, D)`` rows (view-major for ``(B, V, D)`` input), original dtype.
-        num_samples: ``B`` (``N`` for ``(N, D)`` input).
-        num_anchors: The first ``num_anchors`` rows are anchors.
-        keys: ``(N,)`` int64 keys (labels or sample ids), or ``None``.
-        keys_are_labels: True when ``keys`` are class labels (shared across ranks), False when
-            they are per-batch sample ids (made distinct per rank when gathering).
-        multi_hot: ``(N, C)`` boolean labels, or ``None``.
-        dense_positive: ``(num_anchors, N)`` boolean user mask, or ``None``.
-        indices_tuple: The raw miner output, validated later against the final row count.
-    """
-
-    flat: Tensor
-    num_samples: int
-    num_anchors: int
-    keys: Tensor | None = None
-    keys_are_labels: bool = False
-    multi_hot: Tensor | None = None
-    dense_positive: Tensor | None = None
-    indices_tuple: tuple[Tensor, ...] | None = None
-
-
 def flatten_batch(
     embeddings: Tensor,
     labels: Tensor | None = None,
@@ -205,7 +182,7 @@ def flatten_batch(
         ValueError: naming the argument at fault and how to fix it.
     """
     check_contrast_mode(contrast_mode)
-    _check_embeddings(embeddings, "embeddings")
+    check_embeddings(embeddings, "embeddings")
     if embeddings.dim() not in (2, 3):
         raise ValueError(
             f"embeddings must be (N, D) or (B, V, D), got shape {tuple(embeddings.shape)}."
@@ -222,9 +199,9 @@ def flatten_batch(
         )
 
     if embeddings.dim() == 3:
-        num_samples, num_views, dim = embeddings.shape
+        num_samples, num_views, _ = embeddings.shape
         # View-major layout, as SupContrast: rows [v * B + b].
-        flat = embeddings.transpose(0, 1).reshape(num_samples * num_views, dim)
+        flat = view_major(embeddings)
         if sample_ids is not None:
             raise ValueError(
                 "sample_ids are implied by (B, V, D) embeddings; drop sample_ids or pass (N, D)."
@@ -235,7 +212,7 @@ def flatten_batch(
                 "labels, or at least two augmented views per sample as (B, V, D)."
             )
     else:
-        num_samples, num_views, dim = embeddings.shape[0], 1, embeddings.shape[1]
+        num_samples, num_views = embeddings.shape[0], 1
         flat = embeddings
         if labels is None and sample_ids is None and mask is None and indices_tuple is None:
             raise ValueError(
@@ -255,7 +232,7 @@ def flatten_batch(
     if labels is not None:
         label_t = torch.as_tensor(labels, device=device)
         if label_t.dim() == 1:
-            label_t = _as_long_labels(label_t, "labels", device)
+            label_t = as_long_labels(label_t, "labels", device)
         label_t = _check_labels(
             label_t,
             "labels",
@@ -270,7 +247,7 @@ def flatten_batch(
         else:
             rows.multi_hot = label_t
     elif sample_ids is not None:
-        ids = _as_long_labels(sample_ids, "sample_ids", device)
+        ids = as_long_labels(sample_ids, "sample_ids", device)
         if ids.dim() != 1 or ids.shape[0] != num_rows:
             raise ValueError(
                 f"sample_ids must be (N,) with N={num_rows} (one id per embedding row), got "
@@ -336,7 +313,7 @@ def attach_references(
     device = rows.flat.device
     ref_t = torch.as_tensor(ref_labels, device=device)
     if ref_t.dim() == 1:
-        ref_t = _as_long_labels(ref_t, "ref_labels", device)
+        ref_t = as_long_labels(ref_t, "ref_labels", device)
     expected_dim = 1 if rows.multi_hot is None else 2
     if ref_t.dim() != expected_dim:
         raise ValueError(
@@ -350,7 +327,7 @@ def attach_references(
         )
     if ref_embeddings.shape[0] == 0:
         return None, None
-    _check_embeddings(ref_embeddings, "ref_embeddings")
+    check_embeddings(ref_embeddings, "ref_embeddings")
     return ref_embeddings, ref_t
 
 
@@ -397,8 +374,6 @@ def prepare_batch(
     refs, ref_t = attach_references(rows, ref_embeddings, ref_labels)
     anchor_offset, distributed = 0, False
     if gather_distributed:
-        from supcon.losses.gather import gather_rows
-
         rows, anchor_offset, distributed = gather_rows(rows)
 
     device = rows.flat.device

@@ -33,7 +33,8 @@ from supcon.distributed import (
     view_major_order,
 )
 from supcon.losses.functional import l2_normalize
-from supcon.losses.inputs import _as_long_labels, _check_embeddings
+from supcon.losses.inputs import as_long_labels, check_embeddings
+from supcon.losses.rows import view_major
 
 #: Ids of unlabelled rows start here and count up (never equal to a real class id).
 UNLABELLED_ID_BASE = -(1 << 62)
@@ -136,7 +137,7 @@ class CrossBatchMemory(nn.Module):
         Raises:
             ValueError: on malformed input, naming the argument.
         """
-        _check_embeddings(embeddings, "embeddings")
+        check_embeddings(embeddings, "embeddings")
         if embeddings.dim() not in (2, 3) or embeddings.shape[-1] != self.dim:
             raise ValueError(
                 f"embeddings must be (N, {self.dim}) or (B, V, {self.dim}) for this memory, got "
@@ -145,12 +146,12 @@ class CrossBatchMemory(nn.Module):
         num_views = embeddings.shape[1] if embeddings.dim() == 3 else 1
         flat = embeddings.detach()
         if embeddings.dim() == 3:
-            flat = flat.transpose(0, 1).reshape(-1, self.dim)
+            flat = view_major(flat)
         flat = l2_normalize(flat.to(torch.float32))
         device = self.queue_embeddings.device
         flat = flat.to(device)
         if labels is not None:
-            label_t = _as_long_labels(labels, "labels", device)
+            label_t = as_long_labels(labels, "labels", device)
             if label_t.dim() != 1 or label_t.shape[0] != embeddings.shape[0]:
                 raise ValueError(
                     f"labels must be (N,) integer class ids with N={embeddings.shape[0]} (one "

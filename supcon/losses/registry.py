@@ -11,7 +11,7 @@ PML is imported on first use, so ``from supcon import SupConLoss`` stays light.
 Losses whose constructor takes ``num_classes`` (ArcFace, CosFace, ProxyAnchor, ProxyNCA,
 NormalizedSoftmax, SoftTriple, ...) are *class-based*: they hold learnable weights (proxies,
 class centres), need class labels, and get ``num_classes`` and the embedding size from the
-data and the model (:func:`build_loss`).
+data and the model (:func:`create_loss`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 from torch import nn
 
+from supcon.arguments import constructor_arguments
 from supcon.losses.supcon import SupConLoss
 
 #: The loss implemented here (exact, tiled, DDP-gathering); the default ``loss.name``.
@@ -52,7 +53,7 @@ _EXCLUDED = {
 #: Losses outside PML, by name (one entry each).
 EXTRA_LOSSES: dict[str, type[nn.Module]] = {DEFAULT_LOSS: SupConLoss}
 
-#: Constructor arguments filled in by :func:`build_loss` from the data and the model.
+#: Constructor arguments filled in by :func:`create_loss` from the data and the model.
 _CLASS_COUNT_ARGS = ("num_classes",)
 _EMBEDDING_SIZE_ARGS = ("embedding_size", "descriptors_dim")
 
@@ -85,21 +86,6 @@ class LossSpec:
         """Arguments a recipe sets (those filled from data and model left out)."""
         filled = set(_CLASS_COUNT_ARGS) | set(_EMBEDDING_SIZE_ARGS)
         return [name for name in self.arguments if name not in filled]
-
-
-def constructor_arguments(cls: type) -> tuple[str, ...]:
-    """Named ``__init__`` arguments of ``cls``, following ``**kwargs`` up the MRO."""
-    names: dict[str, None] = {}
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass) or klass in (nn.Module, object):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        for p in params:
-            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                names.setdefault(p.name)
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return tuple(names)
 
 
 def _spec(name: str, cls: type[nn.Module]) -> LossSpec:
@@ -158,7 +144,7 @@ def loss_problems(name: str, args: dict[str, Any]) -> list[str]:
     return problems
 
 
-def build_loss(
+def create_loss(
     name: str,
     args: dict[str, Any] | None = None,
     *,

@@ -36,28 +36,19 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from supcon import blocks
 from supcon.losses.hcl import hcl_block_gradient
 from supcon.losses.structure import AnchorCounts, PairStructure, counted_anchors
 from supcon.losses.swept import swept_sum
-
-#: Elements per ``(b, M)`` tile when ``block_size`` is not given: 16 MiB of float32 on CPU
-#: (within the last-level cache; measured as fast as smaller tiles on an idle 2-core machine
-#: and faster under load, with fewer parallel regions), 256 MiB on CUDA (few, large kernels).
-DEFAULT_TILE_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 26}
-
-#: Fewest rows per default tile. Every tile adds ``G^T z_block`` into the whole ``(M, D)``
-#: gradient buffer, so with very thin tiles (huge M) that read-modify-write of ``M·D`` floats
-#: per tile, not the tile itself, dominates memory traffic; ``b ≳ D`` keeps it secondary.
-MIN_BLOCK_ROWS = 128
 
 
 def default_block_rows(
     num_anchors: int, num_candidates: int, device: torch.device | str = "cpu"
 ) -> int:
-    """Anchor rows per tile for the device (see :data:`DEFAULT_TILE_ELEMENTS`)."""
+    """Anchor rows per tile for the device (see :data:`supcon.blocks.TILE_ELEMENTS`)."""
     kind = torch.device(device).type
-    budget = DEFAULT_TILE_ELEMENTS.get(kind, DEFAULT_TILE_ELEMENTS["cuda"])
-    rows = max(MIN_BLOCK_ROWS, budget // max(num_candidates, 1))
+    budget = blocks.for_device(blocks.TILE_ELEMENTS, kind)
+    rows = blocks.rows_per_block(budget, num_candidates, at_least=blocks.MIN_TILE_ROWS)
     return max(1, min(num_anchors, rows))
 
 
@@ -178,11 +169,9 @@ def _sweep_keys(
     return total, grad, AnchorCounts.from_sizes(num_pos, den_size)
 
 
-_CHUNK_ROWS = 4096
-
-
 def _chunks(rows: int) -> list[tuple[int, int]]:
-    return [(lo, min(lo + _CHUNK_ROWS, rows)) for lo in range(0, rows, _CHUNK_ROWS)]
+    step = blocks.CHUNK_ROWS
+    return [(lo, min(lo + step, rows)) for lo in range(0, rows, step)]
 
 
 def _key_sums(x: Tensor, ids: Tensor, num_keys: int, weights: Tensor | None = None) -> Tensor:

@@ -1,18 +1,20 @@
 """Batch samplers for metric learning: M-per-class (DDP-aware) and few-shot episodes.
 
 Both yield lists of dataset indices, so they plug into
-``torch.utils.data.DataLoader(dataset, batch_sampler=sampler)``; :func:`build_sampler` builds
+``torch.utils.data.DataLoader(dataset, batch_sampler=sampler)``; :func:`create_sampler` builds
 them from a recipe's ``sampler:`` section.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Collection
 from typing import Any
 
 from torch.utils.data import Sampler
 
-from supcon.samplers._common import LabelsLike
+from supcon.arguments import reject_arguments
+from supcon.samplers._common import LabelsLike, as_label_array
 from supcon.samplers.episodic import EpisodicSampler
 from supcon.samplers.m_per_class import MPerClassSampler
 
@@ -23,7 +25,7 @@ SAMPLERS: dict[str, type[Sampler[list[int]]]] = {
 _SHARED = ("labels", "batch_size", "num_replicas", "rank", "seed")
 
 
-def build_sampler(
+def create_sampler(
     name: str | None,
     labels: LabelsLike,
     *,
@@ -57,26 +59,10 @@ def build_sampler(
             the sampler rejects.
     """
     if name is None or name == "random":
-        if kwargs:
-            raise ValueError(f"sampler 'random' takes no arguments, got {sorted(kwargs)}.")
+        reject_arguments("sampler", "random", kwargs)
         return None
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)} or 'random'.")
+    check_sampler_arguments(name, kwargs)
     cls = SAMPLERS[name]
-    params = inspect.signature(cls.__init__).parameters
-    own = [p for p in params if p != "self" and p not in _SHARED]
-    unknown = sorted(set(kwargs) - set(own))
-    missing = [p for p in own if params[p].default is inspect.Parameter.empty and p not in kwargs]
-    if unknown or missing:
-        problems = []
-        if unknown:
-            problems.append(f"unknown argument(s) {unknown}")
-        if missing:
-            problems.append(f"missing argument(s) {missing}")
-        raise ValueError(
-            f"sampler {name!r}: {' and '.join(problems)}; its arguments are {own} (plus "
-            f"batch_size, num_replicas, rank, seed)."
-        )
     common = {"num_replicas": num_replicas, "rank": rank, "seed": seed}
     if cls is EpisodicSampler:
         sampler = EpisodicSampler(labels, **kwargs, **common)
@@ -92,4 +78,42 @@ def build_sampler(
     return cls(labels, batch_size=batch_size, **kwargs, **common)
 
 
-__all__ = ["SAMPLERS", "EpisodicSampler", "MPerClassSampler", "build_sampler"]
+def check_sampler_arguments(name: str, kwargs: Collection[str]) -> None:
+    """Raise unless ``name`` is a sampler of :data:`SAMPLERS` and ``kwargs`` its own arguments.
+
+    Args:
+        name: A key of :data:`SAMPLERS` (``"random"`` takes no arguments: see
+            :func:`create_sampler`).
+        kwargs: The names of the arguments given (besides ``labels``, ``batch_size``,
+            ``num_replicas``, ``rank``, ``seed``).
+
+    Raises:
+        ValueError: for an unknown sampler, an unknown argument or a missing one, listing the
+            valid ones.
+    """
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)} or 'random'.")
+    params = inspect.signature(SAMPLERS[name].__init__).parameters
+    own = [p for p in params if p != "self" and p not in _SHARED]
+    unknown = sorted(set(kwargs) - set(own))
+    missing = [p for p in own if params[p].default is inspect.Parameter.empty and p not in kwargs]
+    if unknown or missing:
+        problems = []
+        if unknown:
+            problems.append(f"unknown argument(s) {unknown}")
+        if missing:
+            problems.append(f"missing argument(s) {missing}")
+        raise ValueError(
+            f"sampler {name!r}: {' and '.join(problems)}; its arguments are {own} (plus "
+            f"batch_size, num_replicas, rank, seed)."
+        )
+
+
+__all__ = [
+    "SAMPLERS",
+    "EpisodicSampler",
+    "MPerClassSampler",
+    "as_label_array",
+    "check_sampler_arguments",
+    "create_sampler",
+]

@@ -10,14 +10,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from supcon.training.distributed import distributed_session
+    from supcon.distributed import distributed_session
     from supcon.training.loop import TrainingError, train
     from supcon.training.preempt import Preempted
 
 _EXPORTS = {
     "TrainingError": "supcon.training.loop",
     "train": "supcon.training.loop",
-    "distributed_session": "supcon.training.distributed",
+    "distributed_session": "supcon.distributed",
     "Preempted": "supcon.training.preempt",
 }
 __all__ = ["Preempted", "TrainingError", "distributed_session", "train"]

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from supcon.distributed import all_gather_variable_no_grad, is_distributed
+from supcon.losses.rows import view_major
 
 
 def batch_loss(
@@ -58,7 +59,7 @@ def batch_loss(
         return loss_fn(grouped, labels, **(refs or {}))
     if labels is None:
         raise ValueError("a miner needs class labels; set loss.use_labels=true")
-    rows = grouped.transpose(0, 1).reshape(-1, grouped.shape[-1])
+    rows = view_major(grouped)
     row_labels = labels.repeat(views)
     if distributed and not getattr(miner, "gather_distributed", False):
         candidates = all_gather_variable_no_grad(rows.detach())

@@ -24,6 +24,7 @@ from supcon.distributed import (
     view_major_order,
 )
 from supcon.losses import CrossBatchMemory, SupConLoss
+from supcon.losses.rows import view_major
 from supcon.training.contrast import batch_loss
 
 
@@ -56,7 +57,7 @@ def pml_batch_loss(
         embeddings = embeddings.float()
     dim = embeddings.shape[-1]
     grouped = embeddings.view(-1, views, dim)
-    rows = grouped.transpose(0, 1).reshape(-1, dim)  # view-major, as the SupCon path
+    rows = view_major(grouped)  # as the SupCon path
     sizes = [grouped.shape[0]]
     if is_distributed():
         sizes = gather_sizes(grouped.shape[0], embeddings.device)

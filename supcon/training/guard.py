@@ -16,6 +16,8 @@ from contextlib import AbstractContextManager
 import torch
 from torch import Tensor, nn
 
+from supcon.eval_mode import eval_mode
+
 
 def _tensors(value: object) -> Iterable[tuple[str, Tensor]]:
     """Every floating tensor inside nested dicts / lists, with a dotted name."""
@@ -130,14 +132,8 @@ def eval_problem(
     """
     if images is None:
         return None
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        with autocast():
-            embeddings = model(images)
-    finally:
-        for module, training in modes.items():
-            module.training = training
+    with eval_mode(model), autocast():
+        embeddings = model(images)
     if not bool(torch.isfinite(embeddings).all()):
         return (
             "the model's eval-mode embeddings are not finite (its weights or BatchNorm "

@@ -74,7 +74,7 @@ def run_lock(run_dir: str | Path, *, who: str = "supcon train") -> Iterator[None
     Not distributed: :func:`hold_lock`. Under ``torchrun`` rank 0 takes the lock and tells the
     other ranks whether it got it (one broadcast), so a refused run ends on every rank at once.
     """
-    from supcon.training.distributed import broadcast_object, get_rank, get_world_size
+    from supcon.distributed import broadcast_object, get_rank, get_world_size
 
     if get_world_size() == 1:
         with hold_lock(run_dir, who=who):

@@ -35,6 +35,14 @@ from supcon.data import MultiViewDataset, build_transforms, input_channels, load
 from supcon.data.build import describe_transforms
 from supcon.data.verify import screen_splits, write_skipped
 from supcon.data.workers import resolve_num_workers
+from supcon.devices import resolve_device
+from supcon.distributed import (
+    broadcast_buffers,
+    get_rank,
+    get_world_size,
+    launched_by_torchrun,
+    mean_over_ranks,
+)
 from supcon.io import atomic_write_json, atomic_write_text
 from supcon.training.amp import autocast, check_precision, grad_scaler
 from supcon.training.checkpoint import (
@@ -43,14 +51,6 @@ from supcon.training.checkpoint import (
     save_rotating,
 )
 from supcon.training.criterion import average_loss_gradients, step_loss
-from supcon.training.distributed import (
-    broadcast_buffers,
-    get_rank,
-    get_world_size,
-    launched_by_torchrun,
-    mean_over_ranks,
-    resolve_device,
-)
 from supcon.training.evaluate import evaluate
 from supcon.training.fingerprint import data_change, data_fingerprint
 from supcon.training.gradcache import cached_backward

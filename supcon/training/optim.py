@@ -51,7 +51,7 @@ def parameter_groups(
     ]
 
 
-def build_optimizer(
+def create_optimizer(
     model: nn.Module,
     name: str = "adamw",
     *,

@@ -8,8 +8,7 @@ best metric, after the whole run).
 
 from __future__ import annotations
 
-import inspect
-
+from supcon.arguments import reject_arguments
 from supcon.builders import build_miner
 from supcon.config import Config
 
@@ -26,22 +25,11 @@ def check_components(config: Config) -> None:
         raise ValueError(f"miner.name={config.miner.name}: {exc}") from None
     name, args = config.sampler.name, dict(config.sampler.args)
     if name == "random":
-        if args:
-            raise ValueError(f"sampler 'random' takes no args, got {sorted(args)}")
+        reject_arguments("sampler", "random", args, noun="args")
         return
-    from supcon.samplers import SAMPLERS
+    from supcon.samplers import check_sampler_arguments
 
-    params = inspect.signature(SAMPLERS[name].__init__).parameters
-    own = [
-        p
-        for p in params
-        if p not in ("self", "labels", "batch_size", "num_replicas", "rank", "seed")
-    ]
-    unknown = sorted(set(args) - set(own))
-    missing = [p for p in own if params[p].default is inspect.Parameter.empty and p not in args]
-    if unknown or missing:
-        said = [f"unknown argument(s) {unknown}"] if unknown else []
-        said += [f"missing argument(s) {missing}"] if missing else []
-        raise ValueError(
-            f"sampler.name={name}: {' and '.join(said)} in sampler.args; its arguments are {own}"
-        )
+    try:
+        check_sampler_arguments(name, args)
+    except ValueError as exc:
+        raise ValueError(f"sampler.name={name}: {exc}") from None

@@ -57,6 +57,22 @@ def test_extract_embeddings_is_the_model_output_in_order() -> None:
     np.testing.assert_array_equal(labels2, labels)
 
 
+def test_extract_embeddings_leaves_a_frozen_submodule_in_eval_mode() -> None:
+    """A frozen backbone (eval mode inside a training model) keeps its BatchNorm statistics."""
+    items = Items()
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.BatchNorm2d(3), nn.Flatten())
+    model = nn.Sequential(backbone, nn.Linear(48, 6))
+    model.train()
+    backbone.eval()  # what set_backbone_frozen does during freeze_backbone_epochs
+    extract_embeddings(model, items, batch_size=5)
+    assert model.training and model[1].training
+    assert not backbone.training and not backbone[0].training
+    running_mean = backbone[0].running_mean.clone()
+    model(items.images)  # the next training step must not move the frozen statistics
+    torch.testing.assert_close(backbone[0].running_mean, running_mean, rtol=0, atol=0)
+
+
 def _ddp_worker(rank: int, world: int, port: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     torch.set_num_threads(1)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from supcon import blocks
 from supcon.evaluation import episode_accuracies, fewshot_accuracy, save_embeddings
-from supcon.evaluation import fewshot as fewshot_module
 from supcon.evaluation.embed import EmbeddingSet
 from supcon.samplers import EpisodicSampler
 from tests.evaluation.helpers import ok, one_line_error
@@ -149,7 +149,7 @@ def test_deterministic_per_seed_and_across_inputs_and_batches(blobs, monkeypatch
     first = episode_accuracies(emb, labels, seed=1, **kwargs)
     again = episode_accuracies(torch.from_numpy(emb), torch.from_numpy(labels), seed=1, **kwargs)
     other = episode_accuracies(emb, labels, seed=2, **kwargs)
-    monkeypatch.setattr(fewshot_module, "BATCH_ELEMENTS", 3 * 30 * 16)  # 3 episodes a batch
+    monkeypatch.setattr(blocks, "BATCH_ELEMENTS", 3 * 30 * 16)  # 3 episodes a batch
     batched = episode_accuracies(emb, labels, seed=1, **kwargs)
     for name in ("prototype", "nn"):
         np.testing.assert_array_equal(first[name], again[name])

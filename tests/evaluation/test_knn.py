@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from supcon import blocks
 from supcon.evaluation import knn
 
 
@@ -77,7 +78,7 @@ def test_deep_lists_use_partitioning_and_match_the_heaps(monkeypatch: pytest.Mon
     keys_q, keys_g = np.arange(40) % 3, np.arange(300) % 3
     heaps = knn.search_blocks(q, g, 250, query_keys=keys_q, gallery_keys=keys_g)
     monkeypatch.setattr(knn, "HEAP_MAX_K", 10)
-    monkeypatch.setattr(knn, "PARTITION_ELEMENTS", 3000)  # 10 rows at a time
+    monkeypatch.setattr(blocks, "PARTITION_ELEMENTS", 3000)  # 10 rows at a time
     deep = knn.search_blocks(q, g, 250, query_keys=keys_q, gallery_keys=keys_g)
     np.testing.assert_array_equal(deep[1], heaps[1])
     np.testing.assert_allclose(deep[0], heaps[0], rtol=1e-5, atol=1e-5)

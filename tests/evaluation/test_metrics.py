@@ -9,8 +9,7 @@ import pytest
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
-from supcon import retrieval_metrics
-from supcon.evaluation import knn
+from supcon import blocks, retrieval_metrics
 from tests.evaluation.reference import brute_force, clustered
 
 EXTRA = {"precision_ks": (1, 3, 5), "map_ks": (1, 5, 10)}
@@ -102,7 +101,7 @@ def test_any_chunk_size_and_either_search_layout_give_identical_results(
     reference = retrieval_metrics(emb, labels, chunk_size=2048, **kwargs)
     for chunk in (3, 64, 333):
         assert retrieval_metrics(emb, labels, chunk_size=chunk, **kwargs) == reference
-    monkeypatch.setattr(knn, "SYMMETRIC_BUDGET_BYTES", 0)  # leave-one-out by query chunks
+    monkeypatch.setattr(blocks, "SYMMETRIC_BUDGET_BYTES", 0)  # leave-one-out by query chunks
     for chunk in (7, 500):
         assert retrieval_metrics(emb, labels, chunk_size=chunk, **kwargs) == reference
 
@@ -231,11 +230,10 @@ def test_cuda_matches_cpu() -> None:
 
 
 def test_large_classes_with_small_chunks_match_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
-    from supcon.evaluation import metrics
 
     emb, labels = clustered(300, 8, 2, 2.0, seed=16)  # R ≈ 150 per query
-    monkeypatch.setattr(knn, "SYMMETRIC_BUDGET_BYTES", 0)
-    monkeypatch.setattr(metrics, "CHUNK_ELEMENTS", 400)  # 2 rows per chunk
+    monkeypatch.setattr(blocks, "SYMMETRIC_BUDGET_BYTES", 0)
+    monkeypatch.setattr(blocks, "CHUNK_ELEMENTS", 400)  # 2 rows per chunk
     assert_close(retrieval_metrics(emb, labels, **EXTRA), brute_force(emb, labels, **EXTRA))
 
 

@@ -175,7 +175,7 @@ def test_double_backward_needs_the_dense_path() -> None:
     ("anchors", "cols", "device", "expected"),
     [
         (10_000, 4096, "cpu", (1 << 22) // 4096),  # 16 MiB of float32 per tile on CPU
-        (10_000, 100_000, "cpu", 128),  # never thinner than MIN_BLOCK_ROWS
+        (10_000, 100_000, "cpu", 128),  # never thinner than blocks.MIN_TILE_ROWS
         (50, 4096, "cpu", 50),  # never more rows than anchors
         (100_000, 4096, "cuda", (1 << 26) // 4096),  # 256 MiB on CUDA
         (100_000, 4096, "mps", (1 << 26) // 4096),  # other accelerators: CUDA's budget
