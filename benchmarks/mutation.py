@@ -343,13 +343,20 @@ def _recheck_path(module: str) -> Path:
     return WORK / _slug(module) / "recheck.json"
 
 
-def recheck(module: str, only: str | None = None, select: str | None = None) -> dict[str, str]:
+def recheck(
+    module: str, only: str | None = None, select: str | None = None, tests_at: str | None = None
+) -> dict[str, str]:
     """Re-run each survivor (and "no tests" mutant) in a fresh process; store the verdicts.
 
     mutmut runs every mutant in a child forked from a process that already imported torch and
     ran the suite; a fresh ``python -m pytest`` per survivor (the mutant picked by
     ``MUTANT_UNDER_TEST``, as mutmut does) confirms the verdict and picks up tests added since
     the run. ``{mutant: "killed" | "survived"}`` goes to ``.mutation/<module>/recheck.json``.
+
+    The tests must pass on the run's unmutated sources, else every mutant would look killed:
+    they run once without a mutant first, and the recheck stops if they fail. ``tests_at`` (a
+    git commit) takes ``tests/`` from that commit instead of the working tree, for a run made
+    before later source changes that the current tests rely on.
     """
     work = WORK / _slug(module)
     res = results(module) or {}
@@ -358,9 +365,24 @@ def recheck(module: str, only: str | None = None, select: str | None = None) -> 
     shutil.rmtree(mutants, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(work / "mutants" / "supcon", mutants / "supcon", ignore=ignore)
-    for name in ("tests", "recipes"):
-        shutil.copytree(ROOT / name, mutants / name, ignore=ignore)
+    shutil.copytree(ROOT / "recipes", mutants / "recipes", ignore=ignore)
+    if tests_at is None:
+        shutil.copytree(ROOT / "tests", mutants / "tests", ignore=ignore)
+    else:
+        archive = subprocess.run(
+            ["git", "archive", tests_at, "tests"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(mutants)], input=archive, check=True)
     (mutants / "pyproject.toml").write_text((work / "pyproject.toml").read_text())
+    base = [sys.executable, "-m", "pytest", *_PYTEST_ARGS, *MODULES[module]]
+    if select:  # only the tests aimed at these mutants (a kill counts; a pass is re-run)
+        base += ["-k", select]
+    clean = subprocess.call(
+        base, cwd=mutants, env=_env() | {"MUTANT_UNDER_TEST": ""}, stdout=subprocess.DEVNULL
+    )
+    if clean != 0:
+        print(f"   {module}: the tests fail without a mutant (exit {clean}); no recheck")
+        return {}
     path = _recheck_path(module)
     verdicts = json.loads(path.read_text()) if path.exists() else {}
     for name, status in sorted(res.items()):
@@ -369,11 +391,8 @@ def recheck(module: str, only: str | None = None, select: str | None = None) -> 
         if only is not None and only not in name:
             continue
         env = _env() | {"MUTANT_UNDER_TEST": name}
-        cmd = [sys.executable, "-m", "pytest", *_PYTEST_ARGS, *MODULES[module]]
-        if select:  # only the tests aimed at these mutants (a kill counts; a pass is re-run)
-            cmd += ["-k", select]
         code = subprocess.call(
-            cmd, cwd=mutants, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            base, cwd=mutants, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         if code == 0 and select:
             continue  # survived a narrow selection: no verdict yet
@@ -470,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", help="with --recheck: mutants whose name contains this")
     parser.add_argument("--select", help="with --recheck: a pytest -k expression")
+    parser.add_argument("--tests-at", help="with --recheck: take tests/ from this git commit")
     parser.add_argument("--json", type=Path, help="also write the table's numbers to this file")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
@@ -484,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.recheck:
         for module in modules:
             if results(module) is not None:
-                recheck(module, args.only, args.select)
+                recheck(module, args.only, args.select, args.tests_at)
     elif not args.report:
         for module in modules:
             run(module)
