@@ -249,7 +249,17 @@ EQUIVALENT: dict[str, str] = {
         for n in (68, 71)
     },
     **{f"supcon.losses.dense.x_dense_anchor_losses__mutmut_{n}": _CPU for n in (69, 72)},
-    "supcon.losses.structure.xǁPairStructureǁblock_masks__mutmut_21": "_clear_self ignores stop",
+    **{
+        f"supcon.losses.structure.xǁPairStructureǁblock_masks__mutmut_{n}": (
+            "_clear_self ignores stop"
+        )
+        for n in (21, 27, 50)
+    },
+    "supcon.losses.structure.x_counted_anchors__mutmut_4": (
+        "also masks in trivial anchors (denominator = their one positive): their term is "
+        "log(e^l / e^l) = 0 with gradient 1 - 1 = 0, and the mean's divisor comes from "
+        "AnchorCounts, which still leaves them out"
+    ),
     **{
         f"supcon.losses.structure.xǁ_SortedPairsǁbuild__mutmut_{n}": (
             "unstable argsort: only the order of one anchor's pairs changes, and they are "
