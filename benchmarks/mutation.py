@@ -272,6 +272,16 @@ EQUIVALENT: dict[str, str] = {
     "supcon.losses.structure.xǁ_SortedPairsǁscatter__mutmut_14": (
         "hi >= lo: with hi == lo the indexed assignment is over zero pairs (a no-op)"
     ),
+    "supcon.losses.swept.xǁSweptSumǁbackward__mutmut_11": (
+        "grad_output.to(None): it already has the sum's dtype, which is the gradient's (z's)"
+    ),
+    **{
+        f"supcon.losses.swept.xǁSweptSumǁbackward__mutmut_{n}": (
+            "the no-gradient-tracking branch is unreachable: without tracking (no_grad, or z "
+            "not requiring grad) SweptSum's output has no grad_fn, so backward never runs"
+        )
+        for n in (6, 7, 8)
+    },
     "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
         "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
     ),

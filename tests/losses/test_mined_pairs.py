@@ -207,3 +207,20 @@ def test_the_csr_beta_warning_is_silenced_and_nothing_else() -> None:
             assert any("Sparse CSR tensor support is in beta" in str(w.message) for w in seen)
     finally:
         torch.set_warn_always(False)
+
+
+def test_double_backward_message_names_the_path_and_the_fix() -> None:
+    from supcon.losses import supcon_loss_with_stats
+
+    gen = torch.Generator().manual_seed(4)
+    emb = torch.randn(40, 3, generator=gen, dtype=torch.float64).requires_grad_()
+    a1, p = torch.tensor([0, 5]), torch.tensor([1, 6])
+    a2, n = torch.tensor([0, 5, 7]), torch.tensor([2, 9, 8])
+    loss, stats = supcon_loss_with_stats(emb, indices_tuple=(a1, p, a2, n))
+    assert stats.path == "sparse"
+    with pytest.raises(RuntimeError) as info:
+        torch.autograd.grad(loss, emb, create_graph=True)
+    assert str(info.value) == (
+        "supcon: the sparse loss is differentiable once; for higher-order gradients "
+        "(create_graph=True) call the loss with tiled=False."
+    )
