@@ -272,6 +272,13 @@ EQUIVALENT: dict[str, str] = {
     "supcon.losses.structure.xǁ_SortedPairsǁscatter__mutmut_14": (
         "hi >= lo: with hi == lo the indexed assignment is over zero pairs (a no-op)"
     ),
+    "supcon.losses.swept.x_swept_sum__mutmut_2": (
+        _PERF + " (the sweep also forms a gradient nobody asked for)"
+    ),
+    "supcon.losses.swept.xǁSweptSumǁforward__mutmut_10": (
+        "saves None instead of a 0-dim placeholder when there is no gradient; backward is "
+        "never reached then (see the no-tracking branch)"
+    ),
     "supcon.losses.swept.xǁSweptSumǁbackward__mutmut_11": (
         "grad_output.to(None): it already has the sum's dtype, which is the gradient's (z's)"
     ),
