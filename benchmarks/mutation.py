@@ -289,6 +289,27 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (6, 7, 8)
     },
+    **{
+        name: 'float("-INF") / float("INF") is float("-inf") / float("inf")'
+        for name in (
+            "supcon.losses.hcl.x__log_weighted_negatives__mutmut_39",
+            "supcon.losses.hcl.x_check_beta__mutmut_11",
+            "supcon.losses.hcl.x_hcl_log_denominator__mutmut_10",
+        )
+    },
+    **{
+        f"supcon.losses.hcl.x_hcl_log_denominator__mutmut_{n}": (
+            "a 0-dim -inf of the default dtype does not change torch.where's result dtype"
+        )
+        for n in (3, 6)
+    },
+    **{f"supcon.losses.hcl.x_hcl_log_denominator__mutmut_{n}": _CPU for n in (4, 7)},
+    **{
+        f"supcon.losses.sparse.x__csr__mutmut_{n}": (
+            "warnings.filterwarnings matches message case-insensitively"
+        )
+        for n in (8, 9)
+    },
     "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
         "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
     ),
