@@ -310,6 +310,10 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (8, 9)
     },
+    "supcon.losses.functional.x__anchor_loss_sum__mutmut_1": (
+        "default force_sparse=True: its one caller always passes force_sparse"
+    ),
+    "supcon.losses.functional.x_l2_normalize__mutmut_21": "F.normalize's default dim is 1",
     "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
         "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
     ),
