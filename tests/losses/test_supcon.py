@@ -304,3 +304,24 @@ def test_supcon_loss_gathers_only_when_asked(monkeypatch) -> None:
     assert calls == []
     assert supcon_loss(emb, labels, gather_distributed=True).item() == plain.item()
     assert calls == [6]
+
+
+def test_no_negative_warning_once_in_full_at_the_callers_line(monkeypatch) -> None:
+    import warnings
+
+    import supcon.losses.functional as functional
+    from supcon.losses import supcon_loss_with_stats
+
+    monkeypatch.setattr(functional, "_warned_no_negatives", False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            loss, _ = supcon_loss_with_stats(_rand(4, 3), torch.zeros(4, dtype=torch.long))
+            assert loss.item() == 0.0
+    assert len(seen) == 1 and seen[0].category is RuntimeWarning
+    assert seen[0].filename == __file__
+    assert str(seen[0].message) == (
+        "supcon: this batch has no negative pair (a single class, or a miner that returned no "
+        "negatives), so the loss is 0 as in PML. Use batches with several classes, or loosen "
+        "the miner's negative margin."
+    )
