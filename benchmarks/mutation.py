@@ -87,6 +87,7 @@ MODULES: dict[str, list[str]] = {
     "training/checkpoint.py": [
         "tests/training/test_state.py",
         "tests/training/test_checkpoint_safety.py",
+        "tests/training/test_checkpoint_messages.py",
     ],
     "training/gradcache.py": ["tests/training/test_gradcache.py"],
 }
@@ -314,6 +315,13 @@ EQUIVALENT: dict[str, str] = {
         "default force_sparse=True: its one caller always passes force_sparse"
     ),
     "supcon.losses.functional.x_l2_normalize__mutmut_21": "F.normalize's default dim is 1",
+    **{
+        f"supcon.training.checkpoint.x_load_checkpoint_or_previous__mutmut_{n}": (
+            "map_location None vs 'cpu': the same for a checkpoint of CPU tensors; CUDA-saved "
+            "checkpoints only on GPU machines"
+        )
+        for n in (10, 12, 18, 20)
+    },
     "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
         "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
     ),

@@ -1,0 +1,69 @@
+"""The exact words of checkpoint load errors and of the prev.pt fallback notice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from supcon.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_checkpoint_or_previous,
+    save_rotating,
+)
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _rotated(tmp_path: Path) -> tuple[Path, Path]:
+    """checkpoints/last.pt (step 2) and prev.pt (step 1)."""
+    last = tmp_path / "checkpoints" / "last.pt"
+    last.parent.mkdir()
+    save_rotating(last, {"step": 1, "w": torch.ones(256)})
+    save_rotating(last, {"step": 2, "w": torch.ones(256)})
+    return last, last.with_name("prev.pt")
+
+
+def test_a_truncated_last_pt_points_to_prev_pt(tmp_path: Path) -> None:
+    last, prev = _rotated(tmp_path)
+    _truncate(last)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(last)
+    assert str(info.value) == (
+        f"checkpoint {str(last)!r} is truncated; the previous checkpoint, if any, is {str(prev)!r}"
+    )
+
+
+def test_another_truncated_file_points_to_the_runs_checkpoints(tmp_path: Path) -> None:
+    other = tmp_path / "best.pt"
+    torch.save({"w": torch.ones(256)}, other)
+    _truncate(other)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(other)
+    assert str(info.value) == (
+        f"checkpoint {str(other)!r} is truncated; use another checkpoint of the run "
+        "(checkpoints/last.pt or prev.pt)"
+    )
+
+
+def test_fallback_to_prev_pt_says_so_in_one_line(tmp_path: Path, capsys) -> None:
+    last, prev = _rotated(tmp_path)
+    _truncate(last)
+    state, used = load_checkpoint_or_previous(last)
+    assert used == prev and state["step"] == 1
+    assert capsys.readouterr().err == (
+        f"supcon: checkpoint {str(last)!r} is truncated; falling back to {str(prev)!r}\n"
+    )
+
+
+def test_without_prev_pt_the_error_is_about_last_pt(tmp_path: Path) -> None:
+    last, prev = _rotated(tmp_path)
+    _truncate(last)
+    prev.unlink()
+    with pytest.raises(CheckpointError, match="last.pt' is truncated"):
+        load_checkpoint_or_previous(last)
