@@ -67,3 +67,31 @@ def test_without_prev_pt_the_error_is_about_last_pt(tmp_path: Path) -> None:
     prev.unlink()
     with pytest.raises(CheckpointError, match="last.pt' is truncated"):
         load_checkpoint_or_previous(last)
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b'  {"step": 1}', "JSON"),
+        (b"[1, 2, 3]", "JSON"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "a PNG image"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "a JPEG image"),
+        (b"GIF89a\x01\x00", "an image"),
+        (b"BM\x36\x00\x00\x00", "an image"),
+        (b"RIFF\x24\x00\x00\x00WEBP", "an image"),
+        (b"\x93NUMPY\x01\x00", "a NumPy array"),
+        (b"\x00\xfe\xff\x01\x02", "binary data of an unknown kind"),
+        (b"step: 1\nlr: 0.1\n", "text"),
+    ],
+)
+def test_a_foreign_file_is_named_by_what_it_looks_like(
+    tmp_path: Path, head: bytes, kind: str
+) -> None:
+    path = tmp_path / "model.pt"
+    path.write_bytes(head + b" " * 32)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == (
+        f"checkpoint {str(path)!r} is not a torch checkpoint (it looks like {kind}); pass a .pt "
+        "file written by supcon train, or a run directory"
+    )
