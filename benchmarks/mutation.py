@@ -322,6 +322,7 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (10, 12, 18, 20)
     },
+    "supcon.training.checkpoint.x__kind__mutmut_37": 'codec names are case-insensitive: "UTF-8"',
     "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
         "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
     ),

@@ -95,3 +95,10 @@ def test_a_foreign_file_is_named_by_what_it_looks_like(
         f"checkpoint {str(path)!r} is not a torch checkpoint (it looks like {kind}); pass a .pt "
         "file written by supcon train, or a run directory"
     )
+
+
+def test_a_missing_checkpoint_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(FileNotFoundError) as info:
+        load_checkpoint(missing)
+    assert str(info.value) == f"checkpoint {str(missing)!r} not found"
