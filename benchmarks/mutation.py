@@ -200,8 +200,18 @@ EQUIVALENT: dict[str, str] = {
         f"supcon.evaluation.metrics.x__problem__mutmut_{n}": (
             "np.ones(n) without dtype=bool: cast with astype(bool) two lines later"
         )
-        for n in (69, 71)
+        for n in (51, 53, 69, 71)
     },
+    **{
+        f"supcon.evaluation.metrics.x__problem__mutmut_{n}": (
+            "astype(None) keeps the 0/1 mask as floats: any, all and flatnonzero treat nonzero "
+            "as True, as astype(bool) would"
+        )
+        for n in (87, 88)
+    },
+    "supcon.evaluation.metrics.x__problem__mutmut_102": (
+        "np.arange of a Python int is int64 on 64-bit Linux"
+    ),
     "supcon.evaluation.metrics.x__per_class__mutmut_17": (
         "bincount without minlength: inverse comes from np.unique, so every class occurs"
     ),

@@ -102,3 +102,12 @@ def test_a_missing_checkpoint_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as info:
         load_checkpoint(missing)
     assert str(info.value) == f"checkpoint {str(missing)!r} not found"
+
+
+def test_a_legacy_pickle_checkpoint_loads(tmp_path: Path) -> None:
+    """torch.save without the zip container writes a bare pickle (first byte 0x80)."""
+    path = tmp_path / "old.pt"
+    torch.save({"step": 3, "w": torch.arange(4)}, path, _use_new_zipfile_serialization=False)
+    assert path.read_bytes()[:1] == b"\x80"
+    state = load_checkpoint(path)
+    assert state["step"] == 3 and torch.equal(state["w"], torch.arange(4))
