@@ -111,3 +111,26 @@ def test_a_legacy_pickle_checkpoint_loads(tmp_path: Path) -> None:
     assert path.read_bytes()[:1] == b"\x80"
     state = load_checkpoint(path)
     assert state["step"] == 3 and torch.equal(state["w"], torch.arange(4))
+
+
+def test_load_errors_in_full(tmp_path: Path) -> None:
+    """Each refusal of load_checkpoint, word for word (what is wrong; what to do)."""
+    from tests.training.test_checkpoint_safety import foreign
+
+    files = foreign(tmp_path)
+    hint = "use another checkpoint of the run (checkpoints/last.pt or prev.pt)"
+    expected = {
+        "foreign pickle": "holds Python objects other than tensors, numbers, strings and plain "
+        "containers; supcon does not load those (unpickling them could run code). Use a "
+        "checkpoint written by supcon train, or save only state dicts",
+        "other zip": f"is corrupt or not a torch checkpoint; {hint}",
+        "not a dict": "holds a list, not a checkpoint dict; pass a .pt file written by supcon "
+        "train",
+        "empty": "is empty (0 bytes); the write that made it was cut short",
+    }
+    for case, words in expected.items():
+        path = tmp_path / f"{case.replace(' ', '_')}.pt"
+        path.write_bytes(files[case])
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        assert str(info.value) == f"checkpoint {str(path)!r} {words}", case
