@@ -38,18 +38,29 @@ WORK = ROOT / ".mutation"
 
 #: Module (under ``supcon/``) -> the fast test files that guard it.
 MODULES: dict[str, list[str]] = {
-    "losses/tiled.py": ["tests/losses/test_tiled.py", "tests/losses/test_reference_gradients.py"],
+    "losses/tiled.py": [
+        "tests/losses/test_tiled.py",
+        "tests/losses/test_reference_gradients.py",
+        "tests/losses/test_anchor_offset.py",
+    ],
     "losses/sparse.py": [
         "tests/losses/test_mined_pairs.py",
         "tests/losses/test_reference_gradients.py",
+        "tests/losses/test_anchor_offset.py",
     ],
     "evaluation/metrics.py": ["tests/evaluation/test_metrics.py"],
     "evaluation/knn.py": ["tests/evaluation/test_knn.py"],
-    "losses/dense.py": ["tests/losses/test_supcon.py", "tests/losses/test_reference_gradients.py"],
+    "losses/dense.py": [
+        "tests/losses/test_supcon.py",
+        "tests/losses/test_reference_gradients.py",
+        "tests/losses/test_anchor_offset.py",
+    ],
     "losses/structure.py": [
         "tests/losses/test_supcon.py",
         "tests/losses/test_reference_gradients.py",
         "tests/losses/test_mined_pairs.py",
+        "tests/losses/test_anchor_offset.py",
+        "tests/losses/test_structure.py",
     ],
     "losses/hcl.py": ["tests/losses/test_hcl.py", "tests/losses/test_reference_gradients.py"],
     "losses/swept.py": ["tests/losses/test_tiled.py", "tests/losses/test_mined_pairs.py"],
@@ -59,23 +70,36 @@ MODULES: dict[str, list[str]] = {
         "tests/losses/test_inputs.py",
         "tests/losses/test_reference_gradients.py",
     ],
-    "losses/inputs.py": ["tests/losses/test_inputs.py", "tests/losses/test_supcon.py"],
+    "losses/inputs.py": [
+        "tests/losses/test_inputs.py",
+        "tests/losses/test_supcon.py",
+        "tests/losses/test_anchor_offset.py",
+    ],
     "losses/memory.py": ["tests/losses/test_memory.py"],
     "losses/diagnostics.py": ["tests/losses/test_diagnostics.py"],
     "losses/gather.py": ["tests/losses/test_distributed.py"],
     "losses/supcon.py": ["tests/losses/test_supcon.py"],
     "samplers/m_per_class.py": ["tests/test_samplers.py"],
     "samplers/episodic.py": ["tests/test_samplers.py"],
-    "samplers/_common.py": ["tests/test_samplers.py"],
+    "samplers/_common.py": ["tests/test_samplers.py", "tests/test_sampler_checks.py"],
     "miners.py": ["tests/test_miners.py"],
     "training/state.py": ["tests/training/test_state.py"],
-    "training/checkpoint.py": ["tests/training/test_state.py"],
+    "training/checkpoint.py": [
+        "tests/training/test_state.py",
+        "tests/training/test_checkpoint_safety.py",
+        "tests/training/test_checkpoint_messages.py",
+    ],
     "training/gradcache.py": ["tests/training/test_gradcache.py"],
 }
 
 _CPU = "device=None/omitted only differs on CUDA (tests/losses/test_gpu.py, GPU machines)"
 _PERF = "performance only: the same values, more work"
 _RESIZE = "torch.mm(out=...) resizes the wrong-shaped buffer: same values"
+_CUDA_RNG = (
+    "CUDA generator branch: never taken without CUDA (CPU-only here; set_rng_state_all of no "
+    "device is a no-op); tests/training/test_gpu.py covers it on GPU machines"
+)
+_STRICT = "zip(strict=...) of sequences built with one entry per chunk / buffer: equal lengths"
 
 #: Mutant name -> why it is equivalent (reviewed by hand; see ``--survivors``). Names are
 #: mutmut's and stay valid while the module's source is unchanged.
@@ -141,12 +165,194 @@ EQUIVALENT: dict[str, str] = {
         "cumsum of a bool array is int64 by default on 64-bit Linux"
     ),
     "supcon.evaluation.metrics.x__score__mutmut_25": "astype(None) is astype(float64)",
+    **{
+        f"supcon.evaluation.metrics.x__list_sizes__mutmut_{n}": (
+            "np.full with a Python int fill value is int64 on 64-bit Linux"
+        )
+        for n in (27, 30, 36, 39)
+    },
+    "supcon.evaluation.metrics.x__list_sizes__mutmut_48": (
+        "span + 2: any span above the largest key still encodes (label, key) pairs uniquely"
+    ),
+    **{
+        f"supcon.evaluation.metrics.x__lookup__mutmut_{n}": (
+            "the empty-table branch is unreachable: tables count gallery labels / keys, and an "
+            "empty gallery is rejected first"
+        )
+        for n in (3, 4, 5, 6)
+    },
+    "supcon.evaluation.metrics.x__lookup__mutmut_9": (
+        "clip's lower bound 0 -> None: searchsorted never returns a negative position"
+    ),
+    "supcon.evaluation.metrics.x__score__mutmut_16": (
+        "cumsum of a bool array is int64 by default on 64-bit Linux"
+    ),
+    **{
+        f"supcon.evaluation.metrics.x__codes__mutmut_{n}": (
+            "reshape(None) / reshape(-2) of the 1-D inverse keep its shape"
+        )
+        for n in (11, 13)
+    },
+    "supcon.evaluation.metrics.x__codes__mutmut_18": (
+        "start = len(a) vs +=: the same offsets for the one or two arrays _codes is called with"
+    ),
+    **{
+        f"supcon.evaluation.metrics.x__problem__mutmut_{n}": (
+            "np.ones(n) without dtype=bool: cast with astype(bool) two lines later"
+        )
+        for n in (51, 53, 69, 71)
+    },
+    **{
+        f"supcon.evaluation.metrics.x__problem__mutmut_{n}": (
+            "astype(None) keeps the 0/1 mask as floats: any, all and flatnonzero treat nonzero "
+            "as True, as astype(bool) would"
+        )
+        for n in (87, 88)
+    },
+    "supcon.evaluation.metrics.x__problem__mutmut_102": (
+        "np.arange of a Python int is int64 on 64-bit Linux"
+    ),
     "supcon.evaluation.metrics.x__per_class__mutmut_17": (
         "bincount without minlength: inverse comes from np.unique, so every class occurs"
     ),
     "supcon.evaluation.metrics.x__per_class__mutmut_22": (
         "label.item() always: labels are numpy scalars, which all have .item()"
     ),
+    **{f"supcon.training.state.x_capture_rng__mutmut_{n}": _CUDA_RNG for n in (35, 36, 37, 38)},
+    **{f"supcon.training.state.x_restore_rng__mutmut_{n}": _CUDA_RNG for n in range(30, 37)},
+    "supcon.training.state.x_restore_rng__mutmut_18": (
+        "astype(None) gives float64 keys; np.random.set_state casts them to uint32 itself, and "
+        "keys < 2**32 are exact in float64"
+    ),
+    **{
+        f"supcon.training.gradcache.xǁ_RngStateǁ__init____mutmut_{n}": _CUDA_RNG
+        for n in (1, 3, 4, 6, 8, 9)
+    },
+    **{
+        f"supcon.training.gradcache.xǁ_RngStateǁrestore__mutmut_{n}": _CUDA_RNG
+        for n in (3, 4, 5, 6)
+    },
+    **{
+        f"supcon.training.gradcache.x_cached_backward__mutmut_{n}": _STRICT
+        for n in (47, 51, 52, 72, 75, 76)
+    },
+    "supcon.samplers._common.x_as_label_array__mutmut_31": (
+        'dtype.kind is one character, never "X": in "XXiuXX" is in "iu"'
+    ),
+    **{
+        f"supcon.samplers._common.x_as_label_array__mutmut_{n}": (
+            "astype(int64) copy=None/True/default vs False: only whether an int64 input is copied"
+        )
+        for n in (38, 40, 41)
+    },
+    "supcon.samplers._common.x_indices_by_class__mutmut_7": (
+        'numpy reads the sort kind by its first letter, case-insensitively: "STABLE" is "stable"'
+    ),
+    **{
+        f"supcon.losses.dense.x_dense_anchor_losses__mutmut_{n}": 'float("-INF") is float("-inf")'
+        for n in (19, 39)
+    },
+    **{
+        f"supcon.losses.dense.x_dense_anchor_losses__mutmut_{n}": (
+            "a 0-dim zero of the default dtype does not change torch.where's result dtype "
+            "(0-dim tensors do not promote a same-category operand)"
+        )
+        for n in (68, 71)
+    },
+    **{f"supcon.losses.dense.x_dense_anchor_losses__mutmut_{n}": _CPU for n in (69, 72)},
+    **{
+        f"supcon.losses.structure.xǁPairStructureǁblock_masks__mutmut_{n}": (
+            "_clear_self ignores stop"
+        )
+        for n in (21, 27, 50)
+    },
+    "supcon.losses.structure.x_counted_anchors__mutmut_4": (
+        "also masks in trivial anchors (denominator = their one positive): their term is "
+        "log(e^l / e^l) = 0 with gradient 1 - 1 = 0, and the mean's divisor comes from "
+        "AnchorCounts, which still leaves them out"
+    ),
+    **{
+        f"supcon.losses.structure.xǁ_SortedPairsǁbuild__mutmut_{n}": (
+            "unstable argsort: only the order of one anchor's pairs changes, and they are "
+            "scattered into a boolean block or counted"
+        )
+        for n in (11, 12)
+    },
+    **{f"supcon.losses.structure.xǁ_SortedPairsǁbuild__mutmut_{n}": _CPU for n in (16, 18)},
+    **{f"supcon.losses.structure.xǁ_SortedPairsǁscatter__mutmut_{n}": _CPU for n in (8, 12)},
+    "supcon.losses.structure.xǁ_SortedPairsǁscatter__mutmut_14": (
+        "hi >= lo: with hi == lo the indexed assignment is over zero pairs (a no-op)"
+    ),
+    "supcon.losses.swept.x_swept_sum__mutmut_2": (
+        _PERF + " (the sweep also forms a gradient nobody asked for)"
+    ),
+    "supcon.losses.swept.xǁSweptSumǁforward__mutmut_10": (
+        "saves None instead of a 0-dim placeholder when there is no gradient; backward is "
+        "never reached then (see the no-tracking branch)"
+    ),
+    "supcon.losses.swept.xǁSweptSumǁbackward__mutmut_11": (
+        "grad_output.to(None): it already has the sum's dtype, which is the gradient's (z's)"
+    ),
+    **{
+        f"supcon.losses.swept.xǁSweptSumǁbackward__mutmut_{n}": (
+            "the no-gradient-tracking branch is unreachable: without tracking (no_grad, or z "
+            "not requiring grad) SweptSum's output has no grad_fn, so backward never runs"
+        )
+        for n in (6, 7, 8)
+    },
+    **{
+        name: 'float("-INF") / float("INF") is float("-inf") / float("inf")'
+        for name in (
+            "supcon.losses.hcl.x__log_weighted_negatives__mutmut_39",
+            "supcon.losses.hcl.x_check_beta__mutmut_11",
+            "supcon.losses.hcl.x_hcl_log_denominator__mutmut_10",
+        )
+    },
+    **{
+        f"supcon.losses.hcl.x_hcl_log_denominator__mutmut_{n}": (
+            "a 0-dim -inf of the default dtype does not change torch.where's result dtype"
+        )
+        for n in (3, 6)
+    },
+    **{f"supcon.losses.hcl.x_hcl_log_denominator__mutmut_{n}": _CPU for n in (4, 7)},
+    **{
+        f"supcon.losses.sparse.x__csr__mutmut_{n}": (
+            "warnings.filterwarnings matches message case-insensitively"
+        )
+        for n in (8, 9)
+    },
+    "supcon.losses.functional.x__anchor_loss_sum__mutmut_1": (
+        "default force_sparse=True: its one caller always passes force_sparse"
+    ),
+    "supcon.losses.functional.x_l2_normalize__mutmut_21": "F.normalize's default dim is 1",
+    **{
+        f"supcon.losses.functional.x__warn_no_positives_once__mutmut_{n}": (
+            "stacklevel: not measurable under mutmut (its trampoline adds a frame); "
+            "test_loss_warnings_point_at_the_callers_line checks it in the plain test run"
+        )
+        for n in (9, 18)
+    },
+    **{
+        f"supcon.training.checkpoint.x_load_checkpoint_or_previous__mutmut_{n}": (
+            "map_location None vs 'cpu': the same for a checkpoint of CPU tensors; CUDA-saved "
+            "checkpoints only on GPU machines"
+        )
+        for n in (10, 12, 18, 20)
+    },
+    "supcon.training.checkpoint.x__kind__mutmut_37": 'codec names are case-insensitive: "UTF-8"',
+    **{
+        f"supcon.training.checkpoint.x_load_checkpoint__mutmut_{n}": (
+            "map_location None vs 'cpu': the same for a checkpoint of CPU tensors"
+        )
+        for n in (40, 43)
+    },
+    **{
+        f"supcon.training.checkpoint.x_load_checkpoint__mutmut_{n}": (
+            "weights_only None / default: True by default in torch >= 2.6 (2.14 here); an older "
+            "torch would load pickled objects"
+        )
+        for n in (41, 44)
+    },
     "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
         "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
     ),
@@ -228,13 +434,20 @@ def _recheck_path(module: str) -> Path:
     return WORK / _slug(module) / "recheck.json"
 
 
-def recheck(module: str, only: str | None = None, select: str | None = None) -> dict[str, str]:
-    """Re-run each survivor in a fresh interpreter with the current tests; store the verdicts.
+def recheck(
+    module: str, only: str | None = None, select: str | None = None, tests_at: str | None = None
+) -> dict[str, str]:
+    """Re-run each survivor (and "no tests" mutant) in a fresh process; store the verdicts.
 
     mutmut runs every mutant in a child forked from a process that already imported torch and
     ran the suite; a fresh ``python -m pytest`` per survivor (the mutant picked by
     ``MUTANT_UNDER_TEST``, as mutmut does) confirms the verdict and picks up tests added since
     the run. ``{mutant: "killed" | "survived"}`` goes to ``.mutation/<module>/recheck.json``.
+
+    The tests must pass on the run's unmutated sources, else every mutant would look killed:
+    they run once without a mutant first, and the recheck stops if they fail. ``tests_at`` (a
+    git commit) takes ``tests/`` from that commit instead of the working tree, for a run made
+    before later source changes that the current tests rely on.
     """
     work = WORK / _slug(module)
     res = results(module) or {}
@@ -243,22 +456,34 @@ def recheck(module: str, only: str | None = None, select: str | None = None) -> 
     shutil.rmtree(mutants, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(work / "mutants" / "supcon", mutants / "supcon", ignore=ignore)
-    for name in ("tests", "recipes"):
-        shutil.copytree(ROOT / name, mutants / name, ignore=ignore)
+    shutil.copytree(ROOT / "recipes", mutants / "recipes", ignore=ignore)
+    if tests_at is None:
+        shutil.copytree(ROOT / "tests", mutants / "tests", ignore=ignore)
+    else:
+        archive = subprocess.run(
+            ["git", "archive", tests_at, "tests"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(mutants)], input=archive, check=True)
     (mutants / "pyproject.toml").write_text((work / "pyproject.toml").read_text())
+    base = [sys.executable, "-m", "pytest", *_PYTEST_ARGS, *MODULES[module]]
+    if select:  # only the tests aimed at these mutants (a kill counts; a pass is re-run)
+        base += ["-k", select]
+    clean = subprocess.call(
+        base, cwd=mutants, env=_env() | {"MUTANT_UNDER_TEST": ""}, stdout=subprocess.DEVNULL
+    )
+    if clean != 0:
+        print(f"   {module}: the tests fail without a mutant (exit {clean}); no recheck")
+        return {}
     path = _recheck_path(module)
     verdicts = json.loads(path.read_text()) if path.exists() else {}
     for name, status in sorted(res.items()):
-        if status != "survived" or name in verdicts or name in EQUIVALENT:
+        if status not in ("survived", "no tests") or name in verdicts or name in EQUIVALENT:
             continue
         if only is not None and only not in name:
             continue
         env = _env() | {"MUTANT_UNDER_TEST": name}
-        cmd = [sys.executable, "-m", "pytest", *_PYTEST_ARGS, *MODULES[module]]
-        if select:  # only the tests aimed at these mutants (a kill counts; a pass is re-run)
-            cmd += ["-k", select]
         code = subprocess.call(
-            cmd, cwd=mutants, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            base, cwd=mutants, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         if code == 0 and select:
             continue  # survived a narrow selection: no verdict yet
@@ -275,6 +500,31 @@ def _with_rechecks(module: str, res: dict[str, str]) -> dict[str, str]:
     return res | {k: v for k, v in json.loads(path.read_text()).items() if k in res}
 
 
+def summary(module: str) -> dict[str, object] | None:
+    """Counts of the last run on ``module`` with ``--recheck`` verdicts applied (None: not run).
+
+    ``killed`` counts timeouts too; ``survived`` excludes the reviewed equivalents; ``other`` is
+    mutants with no covering test or not run; ``score`` is ``killed / (killed + survived)`` in %.
+    """
+    res = results(module)
+    if res is None:
+        return None
+    res = _with_rechecks(module, res)
+    killed = sum(s in ("killed", "timeout") for s in res.values())
+    survivors = [n for n, s in res.items() if s == "survived"]
+    equivalent = sum(n in EQUIVALENT for n in survivors)
+    survived = len(survivors) - equivalent
+    real = killed + survived
+    return {
+        "mutants": len(res),
+        "killed": killed,
+        "survived": survived,
+        "equivalent": equivalent,
+        "other": len(res) - killed - len(survivors),
+        "score": round(100 * killed / real, 1) if real else None,
+    }
+
+
 def report(modules: list[str]) -> str:
     """A Markdown table: killed / survived / equivalent / score per module."""
     lines = [
@@ -282,22 +532,27 @@ def report(modules: list[str]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for module in modules:
-        res = results(module)
-        if res is None:
+        row = summary(module)
+        if row is None:
             lines.append(f"| `{module}` | not run | | | | | |")
             continue
-        res = _with_rechecks(module, res)
-        killed = sum(s in ("killed", "timeout") for s in res.values())
-        survivors = [n for n, s in res.items() if s == "survived"]
-        equivalent = sum(n in EQUIVALENT for n in survivors)
-        other = len(res) - killed - len(survivors)
-        real = killed + len(survivors) - equivalent
-        score = f"{100 * killed / real:.1f} %" if real else "-"
+        score = "-" if row["score"] is None else f"{row['score']:.1f} %"
         lines.append(
-            f"| `{module}` | {len(res)} | {killed} | {len(survivors) - equivalent} | "
-            f"{equivalent} | {other} | {score} |"
+            f"| `{module}` | {row['mutants']} | {row['killed']} | {row['survived']} | "
+            f"{row['equivalent']} | {row['other']} | {score} |"
         )
     return "\n".join(lines)
+
+
+def write_json(modules: list[str], path: Path) -> None:
+    """The report's numbers as JSON (``null`` for modules not run), with the measured commit."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    from supcon.io import atomic_write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"commit": commit, "modules": {m: summary(m) for m in modules}})
 
 
 def survivors(module: str) -> None:
@@ -325,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", help="with --recheck: mutants whose name contains this")
     parser.add_argument("--select", help="with --recheck: a pytest -k expression")
+    parser.add_argument("--tests-at", help="with --recheck: take tests/ from this git commit")
+    parser.add_argument("--json", type=Path, help="also write the table's numbers to this file")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -338,11 +595,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.recheck:
         for module in modules:
             if results(module) is not None:
-                recheck(module, args.only, args.select)
+                recheck(module, args.only, args.select, args.tests_at)
     elif not args.report:
         for module in modules:
             run(module)
     print(report(modules))
+    if args.json is not None:
+        write_json(modules, args.json)
     return 0
 
 

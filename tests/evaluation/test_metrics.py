@@ -262,3 +262,134 @@ def test_per_class_keys_are_python_ints_so_the_result_is_json() -> None:
     got = retrieval_metrics(emb, labels.astype(np.int64), per_class=True)
     assert all(type(key) is int for key in got["per_class"])
     assert json.loads(json.dumps(got))["per_class"].keys() == {"0", "1", "2"}
+
+
+def test_a_gallery_of_one_class_and_one_source_matches_brute_force() -> None:
+    """One-entry count tables (a single gallery label, a single gallery source) still count."""
+    q, ql = clustered(40, 8, 3, 1.0, seed=6)
+    g, _ = clustered(60, 8, 3, 1.0, seed=7)
+    gl = np.zeros(60, dtype=np.int64)
+    got = retrieval_metrics(q, ql, g, gl, **EXTRA)
+    assert_close(got, brute_force(q, ql, g, gl, **EXTRA))
+    assert got["num_queries"] == int((ql == 0).sum())
+    qs, gs = np.arange(40) % 2, np.full(60, 1)  # every gallery item from source 1
+    got = retrieval_metrics(q, ql, g, gl, source_ids=qs, gallery_source_ids=gs, **EXTRA)
+    assert_close(got, brute_force(q, ql, g, gl, q_sources=qs, g_sources=gs, **EXTRA))
+    assert got["num_queries"] == int(((ql == 0) & (qs == 0)).sum())
+
+
+_ONES, _ZEROS = np.ones, np.zeros
+_G = (_ONES((3, 4)), _ZEROS(3))  # a valid gallery and its labels
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (
+            (_ZEROS((0, 4)), _ZEROS(0)),
+            {},
+            "query must be a non-empty (N, D) array, got shape (0, 4).",
+        ),
+        (
+            (_ONES((4, 4)), _ZEROS(3)),
+            {},
+            "query_labels must be (4,) to match query, got shape (3,).",
+        ),
+        (
+            (np.array([[np.nan, 1.0], [1.0, 1.0], [np.inf, 0]]), _ZEROS(3)),
+            {},
+            "query has 2 row(s) with NaN or inf (rows 0, 2); drop or fix them before evaluating.",
+        ),
+        (
+            (_ONES((4, 4)), _ZEROS(4)),
+            {"source_ids": _ZEROS(3)},
+            "source_ids must be (4,) to match query, got shape (3,).",
+        ),
+        (
+            (_ONES((4, 4)), _ZEROS(4)),
+            {"gallery_labels": _ZEROS(4)},
+            "gallery_labels was given without gallery.",
+        ),
+        (
+            (_ONES((4, 4)), _ZEROS(4)),
+            {"gallery_source_ids": _ZEROS(4)},
+            "gallery_source_ids was given without gallery; use source_ids.",
+        ),
+        (
+            (_ONES((4, 4)), _ZEROS(4)),
+            {"is_query": _ZEROS(3, bool)},
+            "is_query must be (4,) to match query, got shape (3,).",
+        ),
+        (
+            (_ONES((4, 4)), _ZEROS(4)),
+            {"is_gallery": _ZEROS(3, bool)},
+            "is_gallery must be (4,) to match query, got shape (3,).",
+        ),
+        (
+            (_ONES((4, 4)), _ZEROS(4)),
+            {"is_gallery": _ZEROS(4, bool)},
+            "is_query and is_gallery must each select at least one item, got 4 queries and 0 "
+            "gallery items.",
+        ),
+        (
+            (_ONES((4, 4)), _ZEROS(4), *_G),
+            {"is_query": _ONES(4, bool)},
+            "is_query / is_gallery select from one set; do not pass gallery too.",
+        ),
+        ((_ONES((4, 4)), _ZEROS(4), _G[0]), {}, "gallery needs gallery_labels."),
+        (
+            (_ONES((4, 4)), _ZEROS(4), _ZEROS((0, 4)), _ZEROS(0)),
+            {},
+            "gallery must be a non-empty (N, D) array, got shape (0, 4).",
+        ),
+        (
+            (_ONES((4, 4)), _ZEROS(4), _G[0], _ZEROS(2)),
+            {},
+            "gallery_labels must be (3,) to match gallery, got shape (2,).",
+        ),
+        (
+            (_ONES((4, 4)), _ZEROS(4), _ONES((3, 5)), _ZEROS(3)),
+            {},
+            "query has dimension 4 but gallery has 5; embed both with the same model.",
+        ),
+        (
+            (_ONES((4, 4)), _ZEROS(4), *_G),
+            {"source_ids": _ZEROS(4)},
+            "pass both source_ids and gallery_source_ids, or neither.",
+        ),
+        (
+            (_ONES((4, 4)), _ZEROS(4), *_G),
+            {"source_ids": _ZEROS(4), "gallery_source_ids": _ZEROS(2)},
+            "gallery_source_ids must be (3,) to match gallery, got shape (2,).",
+        ),
+        ((_ONES((1, 4)), _ZEROS(1)), {}, "leave-one-out needs at least 2 items; got 1."),
+        ((_ONES((4, 4)), _ZEROS(4)), {"ks": (0,)}, "ks must be positive integers, got [0]."),
+        ((_ONES((4, 4)), _ZEROS(4)), {"chunk_size": 0}, "chunk_size must be ≥ 1, got 0."),
+        (
+            (_ONES((4, 4)), np.arange(4), _G[0], np.arange(4, 7)),
+            {},
+            "no query label occurs in the gallery, so no retrieval metric is defined; check "
+            "that query and gallery labels use the same ids.",
+        ),
+    ],
+)
+def test_bad_input_messages_name_the_argument_and_the_fix(args, kwargs, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        retrieval_metrics(*args, **kwargs)
+    assert str(info.value) == message
+
+
+def test_k_past_lists_shortened_by_gallery_sources_is_clipped_to_their_length(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every query shares source 0 with 2 of the 5 gallery items: lists hold 3, not 5."""
+    q, ql = clustered(6, 4, 2, 1.0, seed=15)
+    g, gl = clustered(5, 4, 2, 1.0, seed=16)
+    qs, gs = np.zeros(6, dtype=np.int64), np.array([0, 0, 1, 2, 3])
+    kwargs = {"source_ids": qs, "gallery_source_ids": gs}
+    with caplog.at_level(logging.WARNING, logger="supcon"):
+        got = retrieval_metrics(q, ql, g, gl, ks=(5,), precision_ks=(5,), **kwargs)
+    assert "k=5 is larger than the 3 gallery items a query can retrieve" in caplog.text
+    expected = brute_force(q, ql, g, gl, ks=(3,), precision_ks=(3,), q_sources=qs, g_sources=gs)
+    assert got["precision@5"] == pytest.approx(expected["precision@3"], abs=1e-12)
+    assert got["recall@5"] == pytest.approx(expected["recall@3"], abs=1e-12)

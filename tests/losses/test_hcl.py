@@ -69,3 +69,50 @@ def test_bad_beta_is_rejected(beta) -> None:
         SupConLoss(hcl_beta=beta)
     with pytest.raises(ValueError, match="hcl_beta"):
         supcon_loss(_rand(4, 3), torch.arange(4) % 2, hcl_beta=beta)
+
+
+def _denominator_rows() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits (3, 6): row 0 has positives and negatives, row 1 positives only, row 2 both."""
+    logits = _rand(3, 6, seed=7) * 3
+    positive = torch.tensor([[1, 1, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0]]).bool()
+    negative = torch.tensor([[0, 0, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0], [0, 1, 1, 1, 1, 1]]).bool()
+    return logits, positive, negative
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.6])
+def test_hcl_denominator_by_explicit_sums(beta: float) -> None:
+    """log D = log(Σ_P e^l + |N| Σ_N w e^l), w ∝ e^(β l); beta = 0 and no negatives included."""
+    from supcon.losses.hcl import hcl_block_gradient, hcl_log_denominator
+
+    logits, positive, negative = _denominator_rows()
+    expected = []
+    for row, pos, neg in zip(logits.tolist(), positive.tolist(), negative.tolist(), strict=True):
+        total = sum(np.exp(v) for v, p in zip(row, pos, strict=True) if p)
+        negs = [v for v, n in zip(row, neg, strict=True) if n]
+        if negs:
+            weights = np.exp(beta * np.array(negs))
+            total += len(negs) * float(np.sum(weights / weights.sum() * np.exp(negs)))
+        expected.append(np.log(total))
+    got = hcl_log_denominator(logits, positive, negative, beta)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12)
+    masked = torch.where(
+        positive | negative, logits, torch.tensor(float("-inf"), dtype=logits.dtype)
+    )
+    log_d, grad = hcl_block_gradient(masked, positive, negative, beta)
+    np.testing.assert_allclose(log_d.numpy(), expected, rtol=1e-12)
+    autograd_logits = logits.clone().requires_grad_()
+    hcl_log_denominator(autograd_logits, positive, negative, beta).sum().backward()
+    np.testing.assert_allclose(grad.numpy(), autograd_logits.grad.numpy(), atol=1e-12)
+
+
+def test_safe_logsumexp_is_per_row_and_finite_on_empty_rows() -> None:
+    from supcon.losses.hcl import safe_logsumexp
+
+    x = torch.tensor(
+        [[-1000.0, -1001.0, float("-inf")], [1000.0, 999.0, 998.0], [float("-inf")] * 3],
+        dtype=torch.float64,
+    )
+    got = safe_logsumexp(x)
+    np.testing.assert_allclose(got[:2].numpy(), torch.logsumexp(x[:2], dim=1).numpy(), rtol=1e-15)
+    assert got[2].item() == np.log(np.finfo(np.float64).tiny)  # no finite entry
+    np.testing.assert_allclose(safe_logsumexp(x[:2].T, dim=0).numpy(), got[:2].numpy())

@@ -164,3 +164,63 @@ def test_sparse_gradient_passes_gradcheck() -> None:
         (emb.requires_grad_(),),
         fast_mode=True,
     )
+
+
+def test_sparse_pairs_at_an_anchor_offset_equal_the_structure_masks() -> None:
+    """Under a distributed gather anchor r is column offset + r: its self-pair is dropped there."""
+    from supcon.losses.sparse import SparsePairs
+    from supcon.losses.structure import PairStructure
+
+    gen = torch.Generator().manual_seed(3)
+    num_anchors, num_cols, offset = 5, 12, 4
+    pairs = [torch.randint(0, n, (40,), generator=gen) for n in (num_anchors, num_cols) * 2]
+    for rows, cols in ((pairs[0], pairs[1]), (pairs[2], pairs[3])):
+        cols[:num_anchors] = rows[:num_anchors] + offset  # self-pairs, to be removed
+    structure = PairStructure(
+        num_anchors,
+        num_cols,
+        pos_pairs=(pairs[0], pairs[1]),
+        neg_pairs=(pairs[2], pairs[3]),
+        anchor_offset=offset,
+    )
+    sparse = SparsePairs.from_structure(structure)
+    positive, in_denominator = structure.block_masks(0, num_anchors)
+    rows, cols = in_denominator.nonzero(as_tuple=True)  # row-major: the sparse pairs' order
+    assert sparse.rows.tolist() == rows.tolist() and sparse.cols.tolist() == cols.tolist()
+    assert sparse.positive.tolist() == positive[rows, cols].tolist()
+
+
+def test_the_csr_beta_warning_is_silenced_and_nothing_else() -> None:
+    """PyTorch warns once per process; ``set_warn_always`` makes it warn on every call."""
+    import warnings
+
+    from supcon.losses.sparse import _csr
+
+    crow, cols, values = torch.tensor([0, 1, 2]), torch.tensor([1, 0]), torch.ones(2)
+    torch.set_warn_always(True)
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            _csr(crow, cols, values, (2, 2))
+            assert not seen
+            torch.sparse_csr_tensor(crow, cols, values, (2, 2))  # the warning _csr silences
+            assert any("Sparse CSR tensor support is in beta" in str(w.message) for w in seen)
+    finally:
+        torch.set_warn_always(False)
+
+
+def test_double_backward_message_names_the_path_and_the_fix() -> None:
+    from supcon.losses import supcon_loss_with_stats
+
+    gen = torch.Generator().manual_seed(4)
+    emb = torch.randn(40, 3, generator=gen, dtype=torch.float64).requires_grad_()
+    a1, p = torch.tensor([0, 5]), torch.tensor([1, 6])
+    a2, n = torch.tensor([0, 5, 7]), torch.tensor([2, 9, 8])
+    loss, stats = supcon_loss_with_stats(emb, indices_tuple=(a1, p, a2, n))
+    assert stats.path == "sparse"
+    with pytest.raises(RuntimeError) as info:
+        torch.autograd.grad(loss, emb, create_graph=True)
+    assert str(info.value) == (
+        "supcon: the sparse loss is differentiable once; for higher-order gradients "
+        "(create_graph=True) call the loss with tiled=False."
+    )

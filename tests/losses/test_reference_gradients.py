@@ -346,3 +346,16 @@ def test_double_backward_on_the_sparse_path_names_it() -> None:
     assert stats.path == "sparse"
     with pytest.raises(RuntimeError, match=r"the sparse loss is differentiable once; .*tiled="):
         torch.autograd.grad(loss, emb, create_graph=True)
+
+
+def test_dense_anchor_losses_default_to_plain_supcon() -> None:
+    """Called without ``beta``, the dense path is SupCon (no HCL reweighting)."""
+    from supcon.losses.dense import dense_anchor_losses
+    from supcon.losses.structure import PairStructure
+
+    z = torch.nn.functional.normalize(_rand(16, 4, seed=22), dim=1)
+    losses, counted, _ = dense_anchor_losses(z, PairStructure(16, 16, keys=LABELS), 1.0 / TAU)
+    pos, keep = _label_masks(LABELS.numpy())
+    expected, without = reference_supcon(z.numpy(), pos, keep, TAU)
+    assert int((~counted).sum()) == without
+    assert (losses.sum() / counted.sum()).item() == pytest.approx(expected, rel=1e-12)

@@ -223,6 +223,7 @@ def test_half_precision_inputs_are_computed_in_float32() -> None:
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(kwargs: dict, match: str) -> None:
+    kwargs = dict(kwargs)  # the parameters are shared between runs in one process (mutmut)
     temperature = kwargs.pop("temperature", 0.1)
     contrast_mode = kwargs.pop("contrast_mode", "all")
     embeddings = kwargs.pop("embeddings")
@@ -235,3 +236,109 @@ def test_module_rejects_bad_temperature_at_construction() -> None:
         SupConLoss(temperature=0)
     with pytest.raises(ValueError, match="contrast_mode"):
         SupConLoss(contrast_mode="first")
+
+
+def test_no_positive_warning_once_in_full(monkeypatch) -> None:
+    import warnings
+
+    import supcon.losses.functional as functional
+    from supcon.losses import supcon_loss_with_stats
+
+    monkeypatch.setattr(functional, "_warned_no_positives", False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            supcon_loss_with_stats(_rand(4, 3), torch.arange(4))
+    assert len(seen) == 1 and seen[0].category is RuntimeWarning
+    assert str(seen[0].message) == (
+        "supcon: no anchor in this batch has a positive (and something to contrast it with), "
+        "so the loss is 0. Use a sampler that puts several samples per class in a batch "
+        "(supcon.samplers.MPerClassSampler) or pass two or more views per sample."
+    )
+
+
+def test_path_sparse_needs_mined_pairs_without_hcl() -> None:
+    message = (
+        "path='sparse' needs mined pairs (indices_tuple from a miner) and hcl_beta=0; "
+        "use path='auto' otherwise."
+    )
+    emb, labels = _rand(8, 4, seed=3), torch.arange(8) % 3
+    pairs = (torch.tensor([0, 1]), torch.tensor([3, 4]), torch.tensor([0, 1]), torch.tensor([1, 2]))
+    for kwargs in ({"labels": labels}, {"indices_tuple": pairs, "hcl_beta": 0.5}):
+        with pytest.raises(ValueError) as info:
+            supcon_loss(emb, path="sparse", **kwargs)
+        assert str(info.value) == message
+    sparse = supcon_loss(emb, indices_tuple=pairs, path="sparse")
+    dense = supcon_loss(emb, indices_tuple=pairs, path="dense")
+    assert sparse.item() == pytest.approx(dense.item(), rel=1e-12) and sparse.item() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_l2_normalize_per_row_without_overflow_underflow_or_nan(dtype: torch.dtype) -> None:
+    """Rows of norm ~1e30 and ~1e-30 side by side (squares overflow / underflow in float32)."""
+    from supcon.losses.functional import l2_normalize
+
+    base = _rand(3, 4, seed=5)
+    rows = torch.stack([base[0] * 1e30, base[1] * 1e-30, torch.zeros(4, dtype=base.dtype), base[2]])
+    got = l2_normalize(rows.to(dtype))
+    expected = base / base.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(got[[0, 1, 3]].double(), expected, rtol=1e-6, atol=1e-7)
+    assert torch.equal(got[2], torch.zeros(4, dtype=dtype))
+
+
+def test_supcon_loss_gathers_only_when_asked(monkeypatch) -> None:
+    import supcon.losses.gather as gather
+    import supcon.losses.inputs as inputs
+
+    calls = []
+
+    def spy(rows):
+        calls.append(rows.flat.shape[0])
+        return rows, 0, False
+
+    monkeypatch.setattr(gather, "gather_rows", spy)
+    monkeypatch.setattr(inputs, "gather_rows", spy, raising=False)
+    emb, labels = _rand(6, 4, seed=4), torch.arange(6) % 2
+    plain = supcon_loss(emb, labels)
+    assert calls == []
+    assert supcon_loss(emb, labels, gather_distributed=True).item() == plain.item()
+    assert calls == [6]
+
+
+def test_no_negative_warning_once_in_full(monkeypatch) -> None:
+    import warnings
+
+    import supcon.losses.functional as functional
+    from supcon.losses import supcon_loss_with_stats
+
+    monkeypatch.setattr(functional, "_warned_no_negatives", False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            loss, _ = supcon_loss_with_stats(_rand(4, 3), torch.zeros(4, dtype=torch.long))
+            assert loss.item() == 0.0
+    assert len(seen) == 1 and seen[0].category is RuntimeWarning
+    assert str(seen[0].message) == (
+        "supcon: this batch has no negative pair (a single class, or a miner that returned no "
+        "negatives), so the loss is 0 as in PML. Use batches with several classes, or loosen "
+        "the miner's negative margin."
+    )
+
+
+@pytest.mark.skipif(
+    "MUTANT_UNDER_TEST" in __import__("os").environ,
+    reason="mutmut's trampolines add a stack frame, so stacklevel points elsewhere there",
+)
+@pytest.mark.parametrize("labels", [torch.arange(4), torch.zeros(4, dtype=torch.long)])
+def test_loss_warnings_point_at_the_callers_line(labels: torch.Tensor, monkeypatch) -> None:
+    import warnings
+
+    import supcon.losses.functional as functional
+    from supcon.losses import supcon_loss_with_stats
+
+    monkeypatch.setattr(functional, "_warned_no_positives", False)
+    monkeypatch.setattr(functional, "_warned_no_negatives", False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        supcon_loss_with_stats(_rand(4, 3), labels)
+    assert [w.filename for w in seen] == [__file__]

@@ -163,3 +163,63 @@ def test_an_aborting_loss_leaves_parameter_gradients_alone() -> None:
     with pytest.raises(RuntimeError, match="non-finite"):
         cached_backward(model, images.split(8), fail)
     assert grads(model) == {}
+
+
+def test_no_chunks_is_an_error_that_says_so() -> None:
+    with pytest.raises(ValueError) as info:
+        cached_backward(mlp(), [], loss_on(torch.arange(2)))
+    assert str(info.value) == "cached_backward needs at least one chunk"
+
+
+def test_a_plain_function_model_with_the_buffers_of_its_batchnorm() -> None:
+    """``model`` need not be a module; ``buffers`` then names the module whose statistics move."""
+    torch.manual_seed(0)
+    reference, cached = mlp(norm=nn.BatchNorm1d), mlp(norm=nn.BatchNorm1d)
+    cached.load_state_dict(reference.state_dict())
+    images, labels = batch()
+    chunked_with_graph(reference, images, labels, 16)
+    cached.zero_grad(set_to_none=True)
+    cached_backward(lambda x: cached(x), images.split(16), loss_on(labels), buffers=cached)
+    assert_same_grads(grads(cached), grads(reference))
+    torch.testing.assert_close(cached[1].running_mean, reference[1].running_mean, rtol=0, atol=0)
+    assert int(cached[1].num_batches_tracked) == 3  # once per micro-batch, not twice
+
+
+def test_a_plain_function_model_without_buffers() -> None:
+    model = mlp()
+    images, labels = batch()
+    whole_batch(model, images, labels)
+    expected = grads(model)
+    model.zero_grad(set_to_none=True)
+    cached_backward(lambda x: model(x), images.split(16), loss_on(labels))
+    assert_same_grads(grads(model), expected)
+
+
+def test_a_loss_that_ignores_the_embeddings_gives_the_model_zero_gradients() -> None:
+    model, other = mlp(), torch.ones(3, requires_grad=True)
+    images, _ = batch()
+    loss, _ = cached_backward(model, images.split(16), lambda e: (2 * other).sum())
+    assert float(loss) == 6.0
+    torch.testing.assert_close(other.grad, torch.full((3,), 2.0))
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+
+
+def test_no_sync_wraps_every_replay_but_the_last() -> None:
+    """DDP must all-reduce once per step: on the last chunk's backward, and only there."""
+    model, inside, seen = mlp(), [False], []
+
+    class NoSync:
+        def __enter__(self) -> None:
+            inside[0] = True
+
+        def __exit__(self, *exc: object) -> None:
+            inside[0] = False
+
+    def recording(x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():  # the replays; the first pass runs under no_grad
+            seen.append(inside[0])
+        return model(x)
+
+    images, labels = batch()
+    cached_backward(recording, images.split(16), loss_on(labels), no_sync=NoSync, buffers=model)
+    assert seen == [True, True, False]

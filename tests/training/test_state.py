@@ -60,3 +60,30 @@ def test_views_do_not_depend_on_loading_order() -> None:
     assert torch.equal(dataset[3][0], dataset[3][0]) and torch.equal(dataset[7][0], first)
     dataset.set_epoch(5)
     assert not torch.equal(dataset[7][0], first)
+
+
+def test_numpy_keys_are_int64_so_torch_before_2_3_can_hold_them() -> None:
+    """pyproject allows torch >= 2.1, which has no uint32 tensors: the MT19937 keys go as int64."""
+    np.random.seed(7)
+    keys = capture_rng()["numpy"]["keys"]
+    assert keys.dtype == torch.int64
+    expected = np.random.get_state()[1]
+    assert np.array_equal(keys.numpy(), expected.astype(np.int64))
+    assert int(keys.max()) > 2**31  # a key an int32 could not hold survives unchanged
+
+
+def test_progress_to_dict_round_trips() -> None:
+    from supcon.training.state import Progress
+
+    progress = Progress(epoch=2, batch=5, step=17, best_value=0.5, best_step=12, skipped_steps=1)
+    as_dict = progress.to_dict()
+    assert as_dict == {
+        "epoch": 2,
+        "batch": 5,
+        "step": 17,
+        "best_value": 0.5,
+        "best_step": 12,
+        "skipped_steps": 1,
+        "nonfinite_in_row": 0,
+    }
+    assert Progress(**as_dict) == progress
