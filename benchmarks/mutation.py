@@ -69,6 +69,7 @@ MODULES: dict[str, list[str]] = {
         "tests/losses/test_tiled.py",
         "tests/losses/test_inputs.py",
         "tests/losses/test_reference_gradients.py",
+        "tests/losses/test_two_rank_reduce.py",
     ],
     "losses/inputs.py": [
         "tests/losses/test_inputs.py",
