@@ -216,17 +216,7 @@ def _preset_steps(
         )
         two_steps: list[Any] = [v2.ToImage(), crop]
         if rotation or translate or shear:
-            two_steps.append(
-                BorderFillAffine(
-                    degrees=rotation,
-                    translate=(translate, translate) if translate else None,
-                    shear=shear or None,
-                    # Tensor warps support only nearest / bilinear.
-                    interpolation=interpolation
-                    if interpolation == InterpolationMode.NEAREST
-                    else InterpolationMode.BILINEAR,
-                )
-            )
+            two_steps.append(_border_affine(rotation, translate, shear, interpolation))
         warp = GeometricWarp(
             size,
             scale=tuple(knobs["crop_scale"]),
@@ -250,17 +240,7 @@ def _preset_steps(
             )
         ]
     if rotation or translate or shear:
-        steps.append(
-            BorderFillAffine(
-                degrees=rotation,
-                translate=(translate, translate) if translate else None,
-                shear=shear or None,
-                # Tensor warps support only nearest / bilinear (timm models often say bicubic).
-                interpolation=interpolation
-                if interpolation == InterpolationMode.NEAREST
-                else InterpolationMode.BILINEAR,
-            )
-        )
+        steps.append(_border_affine(rotation, translate, shear, interpolation))
     if knobs["hflip"]:
         steps.append(v2.RandomHorizontalFlip(knobs["hflip"]))
     if knobs["vflip"]:
@@ -412,4 +392,19 @@ def build_eval_transform(
         ]
     return v2.Compose(
         [v2.ToImage(), *sizing, v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    )
+
+
+def _border_affine(
+    rotation: float, translate: float, shear: float, interpolation: InterpolationMode
+) -> BorderFillAffine:
+    """The affine jitter of the geometric knobs, corners filled with the border median."""
+    return BorderFillAffine(
+        degrees=rotation,
+        translate=(translate, translate) if translate else None,
+        shear=shear or None,
+        # Tensor warps support only nearest / bilinear (timm models often say bicubic).
+        interpolation=interpolation
+        if interpolation == InterpolationMode.NEAREST
+        else InterpolationMode.BILINEAR,
     )
