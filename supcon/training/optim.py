@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -90,10 +91,30 @@ def create_optimizer(
     """
     groups = parameter_groups(model, lr=lr, weight_decay=weight_decay, backbone_lr=backbone_lr)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return fused_if_available(torch.optim.AdamW, groups, lr=lr)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+        return fused_if_available(
+            torch.optim.SGD, groups, lr=lr, momentum=momentum, nesterov=momentum > 0
+        )
     raise ConfigError(f"optim.name must be 'adamw' or 'sgd', got {name!r}")
+
+
+def fused_if_available(
+    optimizer_class: type[torch.optim.Optimizer], groups: list[dict], **options: Any
+) -> torch.optim.Optimizer:
+    """``optimizer_class`` with PyTorch's fused kernel where the parameters' device has one.
+
+    The fused kernel updates every parameter in one pass instead of a chain of element-wise
+    ops per tensor: on one CPU thread a ResNet-18's AdamW step takes about 1/5 of the default
+    implementation's time (``benchmarks/bench_optimizer.py``), on GPUs it is the fastest path
+    too. Same update rule (float rounding aside). PyTorch before 2.4 has no CPU fused kernel
+    and refuses ``fused=True`` when the optimizer is built; the default implementation is used
+    then. A checkpoint's optimizer state keeps the choice it was written with on resume.
+    """
+    try:
+        return optimizer_class(groups, fused=True, **options)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for these parameters
+        return optimizer_class(groups, **options)
 
 
 def add_loss_group(optimizer: torch.optim.Optimizer, loss: nn.Module, lr: float) -> bool:
