@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -100,7 +101,7 @@ def create_optimizer(
 
 
 def fused_if_available(
-    optimizer_class: type[torch.optim.Optimizer], groups: list[dict], **options: Any
+    optimizer_class: Callable[..., torch.optim.Optimizer], groups: list[dict], **options: Any
 ) -> torch.optim.Optimizer:
     """``optimizer_class`` with PyTorch's fused kernel where the parameters' device has one.
 
