@@ -70,6 +70,7 @@ MODULES: dict[str, list[str]] = {
         "tests/losses/test_inputs.py",
         "tests/losses/test_reference_gradients.py",
         "tests/losses/test_two_rank_reduce.py",
+        "tests/losses/test_functional_options.py",
     ],
     "losses/inputs.py": [
         "tests/losses/test_inputs.py",
@@ -89,6 +90,7 @@ MODULES: dict[str, list[str]] = {
         "tests/training/test_state.py",
         "tests/training/test_checkpoint_safety.py",
         "tests/training/test_checkpoint_messages.py",
+        "tests/training/test_checkpoint_loading.py",
     ],
     "training/gradcache.py": ["tests/training/test_gradcache.py"],
 }
