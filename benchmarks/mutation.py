@@ -356,9 +356,6 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (41, 44)
     },
-    "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
-        "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
-    ),
 }
 
 _PYTEST_ARGS = ["-p", "no:nbmake", "-p", "no:cacheprovider", "-o", "addopts=", "-x", "-q"]
