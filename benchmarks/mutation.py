@@ -84,7 +84,7 @@ MODULES: dict[str, list[str]] = {
     "samplers/m_per_class.py": ["tests/test_samplers.py"],
     "samplers/episodic.py": ["tests/test_samplers.py"],
     "samplers/_common.py": ["tests/test_samplers.py", "tests/test_sampler_checks.py"],
-    "miners.py": ["tests/test_miners.py"],
+    "miners.py": ["tests/test_miners.py", "tests/test_miner_checks.py"],
     "training/state.py": ["tests/training/test_state.py"],
     "training/checkpoint.py": [
         "tests/training/test_state.py",
