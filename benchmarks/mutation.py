@@ -356,6 +356,32 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (41, 44)
     },
+    **{
+        f"supcon.miners.x_{fn}__mutmut_{n}": _CPU
+        for fn, n in (
+            ("_check_inputs", 9),
+            ("_check_inputs", 11),
+            ("flatten_views", 8),
+            ("flatten_views", 10),
+            ("positive_pairs", 32),
+            ("positive_pairs", 34),
+            ("positive_pairs", 45),
+            ("positive_pairs", 47),
+        )
+    },
+    "supcon.miners.x__normalize__mutmut_4": "F.normalize's default dim is 1",
+    "supcon.miners.x_positive_pairs__mutmut_14": "torch.searchsorted's default is right=False",
+    "supcon.miners.x_positive_pairs__mutmut_29": (
+        "repeat_interleave(counts) repeats arange(len(counts)) = arange(len(anchor_labels))"
+    ),
+    **{
+        f"supcon.miners.x__gather_rows__mutmut_{n}": (
+            "sizes=None: all_gather_variable_no_grad exchanges the sizes itself (same rows, one "
+            "more collective)"
+        )
+        for n in (8, 10, 12, 14)
+    },
+    **{f"supcon.miners.x__gather_rows__mutmut_{n}": _CPU for n in (3, 5)},
 }
 
 _PYTEST_ARGS = ["-p", "no:nbmake", "-p", "no:cacheprovider", "-o", "addopts=", "-x", "-q"]

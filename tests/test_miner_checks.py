@@ -132,3 +132,62 @@ def test_positive_pairs_exclude_self_by_default_against_brute_force() -> None:
     a1, p = positive_pairs(labels[:3], labels, self_offset=None)
     expected = [(i, j) for i in range(3) for j in range(7) if labels[i] == labels[j]]
     assert list(zip(a1.tolist(), p.tolist(), strict=True)) == expected
+
+
+def test_pair_counts_start_at_zero_and_follow_each_call() -> None:
+    miner = TopKNegativeMiner(2)
+    assert (miner.num_pos_pairs, miner.num_neg_pairs) == (0, 0)
+    a1, _, a2, _ = miner(_rand(9, 4, seed=2), torch.arange(9) % 3)
+    assert (miner.num_pos_pairs, miner.num_neg_pairs) == (len(a1), len(a2)) == (18, 18)
+
+
+def test_block_rows_reaches_the_mining(monkeypatch) -> None:
+    import supcon.miners as miners
+
+    seen: list[int | None] = []
+    real = miners.mine_topk_negatives
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["block_rows"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(miners, "mine_topk_negatives", spy)
+    TopKNegativeMiner(2, block_rows=5)(_rand(9, 4), torch.arange(9) % 3)
+    TopKNegativeMiner(2)(_rand(9, 4), torch.arange(9) % 3)
+    assert seen == [5, None]
+
+
+def test_gathered_mining_of_two_simulated_ranks_equals_mining_the_whole_batch(
+    monkeypatch,
+) -> None:
+    """Each "rank" mines its own anchors against the rank-major concatenation (the gather is
+    replaced by the whole batch); the union over ranks is single-process mining of it."""
+    import supcon.miners as miners
+
+    whole, labels = _rand(11, 4, seed=3), torch.tensor([0, 0, 2, 1, 1, 2, 3, 3, 0, 2, 1])
+    sizes, offsets = [5, 6], [0, 5]
+    rank = 0
+
+    def exchange_sizes(rows: int, device=None) -> list[int]:
+        return [int(rows) if r == rank else n for r, n in enumerate(sizes)]
+
+    def gather(tensor: torch.Tensor, got_sizes: list[int] | None = None) -> torch.Tensor:
+        """Rank-major rows, each rank's cut to its exchanged size (as the real gather does)."""
+        got_sizes = exchange_sizes(tensor.shape[0]) if got_sizes is None else got_sizes
+        full = whole if tensor.is_floating_point() else labels
+        pieces = [full[o : o + n] for o, n in zip(offsets, got_sizes, strict=True)]
+        pieces[rank] = tensor[: got_sizes[rank]]
+        return torch.cat(pieces)
+
+    monkeypatch.setattr(miners, "is_distributed", lambda: True)
+    monkeypatch.setattr(miners, "gather_sizes", exchange_sizes)
+    monkeypatch.setattr(miners, "all_gather_variable_no_grad", gather)
+    monkeypatch.setattr(miners, "get_rank", lambda: rank)
+    parts = []
+    for rank in (0, 1):
+        lo, hi = offsets[rank], offsets[rank] + sizes[rank]
+        parts.append(TopKNegativeMiner(3, gather_distributed=True)(whole[lo:hi], labels[lo:hi]))
+    monkeypatch.setattr(miners, "is_distributed", lambda: False)
+    expected = TopKNegativeMiner(3)(whole, labels)
+    for i in range(4):
+        assert torch.equal(torch.cat([parts[0][i], parts[1][i]]), expected[i])
