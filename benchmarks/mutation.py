@@ -386,6 +386,18 @@ EQUIVALENT: dict[str, str] = {
 
 _PYTEST_ARGS = ["-p", "no:nbmake", "-p", "no:cacheprovider", "-o", "addopts=", "-x", "-q"]
 
+#: Extra pytest arguments per module: the two-process tests (``dist``) take ~10 s per mutant
+#: and reach the sampler only in spawned children; the ``replicas``/``rank`` logic they check
+#: is covered in-process by explicit ``num_replicas``/``rank`` tests.
+EXTRA_ARGS: dict[str, list[str]] = {
+    "samplers/m_per_class.py": ["-m", "not dist"],
+    "samplers/episodic.py": ["-m", "not dist"],
+}
+
+
+def _pytest_args(module: str) -> list[str]:
+    return _PYTEST_ARGS + EXTRA_ARGS.get(module, [])
+
 
 def _slug(module: str) -> str:
     return module.removesuffix(".py").replace("/", ".")
@@ -400,7 +412,7 @@ def _pyproject(module: str) -> str:
         + "\n[tool.mutmut]\n"
         + 'source_paths = ["supcon"]\n'
         + f'only_mutate = ["supcon/{module}"]\n'
-        + f"pytest_add_cli_args = {json.dumps(_PYTEST_ARGS)}\n"
+        + f"pytest_add_cli_args = {json.dumps(_pytest_args(module))}\n"
         + f"pytest_add_cli_args_test_selection = [{tests}]\n"
         + "use_git_change_detection = false\n"
         + 'also_copy = ["recipes"]\n'
@@ -491,7 +503,7 @@ def recheck(
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(mutants)], input=archive, check=True)
     (mutants / "pyproject.toml").write_text((work / "pyproject.toml").read_text())
-    base = [sys.executable, "-m", "pytest", *_PYTEST_ARGS, *MODULES[module]]
+    base = [sys.executable, "-m", "pytest", *_pytest_args(module), *MODULES[module]]
     if select:  # only the tests aimed at these mutants (a kill counts; a pass is re-run)
         base += ["-k", select]
     clean = subprocess.call(
