@@ -82,7 +82,7 @@ MODULES: dict[str, list[str]] = {
     # test_distributed.py reaches gather.py only in spawned ranks, which mutmut cannot map.
     "losses/gather.py": ["tests/losses/test_gather_rows.py"],
     "losses/supcon.py": ["tests/losses/test_supcon.py"],
-    "samplers/m_per_class.py": ["tests/test_samplers.py"],
+    "samplers/m_per_class.py": ["tests/test_samplers.py", "tests/test_m_per_class_plan.py"],
     "samplers/episodic.py": ["tests/test_samplers.py"],
     "samplers/_common.py": ["tests/test_samplers.py", "tests/test_sampler_checks.py"],
     "miners.py": ["tests/test_miners.py", "tests/test_miner_checks.py"],
