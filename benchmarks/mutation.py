@@ -383,6 +383,61 @@ EQUIVALENT: dict[str, str] = {
         for n in (8, 10, 12, 14)
     },
     **{f"supcon.miners.x__gather_rows__mutmut_{n}": _CPU for n in (3, 5)},
+    **{
+        f"supcon.samplers.m_per_class.xǁMPerClassSamplerǁ{name}": reason
+        for names, reason in (
+            (
+                ("__iter____mutmut_13", "_epoch_chunks__mutmut_54"),
+                "reshape(-2, ...): numpy reads any negative size as the inferred one",
+            ),
+            (
+                ("__init____mutmut_51", "__init____mutmut_53", "global_plan__mutmut_41"),
+                "np.array / np.full of Python ints is int64 on 64-bit Linux",
+            ),
+            (("global_plan__mutmut_44",), "np.full with a Python int fill is int64 here"),
+            (
+                ("global_plan__mutmut_46", "global_plan__mutmut_132"),
+                "the filler marker is read only as rows < 0, and filler slots are overwritten "
+                "by fresh chunks (so what clip picks for them is never used)",
+            ),
+            (
+                ("global_plan__mutmut_37",),
+                "now's start value is read only when a drawn class is pushed back before any "
+                "heap pop: then every class was forced, and forced classes stay forced (their "
+                "heap entries are skipped)",
+            ),
+            (
+                tuple(f"global_plan__mutmut_{n}" for n in (62, 63, 64)),
+                "the text of an invariant assert that never fires",
+            ),
+            (
+                tuple(f"global_plan__mutmut_{n}" for n in (80, 83, 85)),
+                "setdiff1d of arange and distinct classes: sorted and unique either way",
+            ),
+            (
+                ("_fresh_chunk__mutmut_12", "global_plan__mutmut_90"),
+                "rng.choice(replace=None): numpy tests replace for truth, None is False",
+            ),
+            (
+                tuple(f"global_plan__mutmut_{n}" for n in (134, 136, 140)),
+                "zip(strict=...) of np.nonzero's two equal-length arrays",
+            ),
+            (
+                ("_epoch_chunks__mutmut_38",),
+                "sizes < m vs <= m under pad: a class of exactly m samples has no padded slot",
+            ),
+            (
+                ("_epoch_chunks__mutmut_44",),
+                "rng.integers(high) is rng.integers(0, high): same draws from the same stream",
+            ),
+            (
+                ("_fresh_chunk__mutmut_1",),
+                "a class of exactly m samples: a uniformly random permutation of it either way "
+                "(another draw of the same distribution)",
+            ),
+        )
+        for name in names
+    },
 }
 
 _PYTEST_ARGS = ["-p", "no:nbmake", "-p", "no:cacheprovider", "-o", "addopts=", "-x", "-q"]

@@ -45,3 +45,46 @@ def test_set_epoch_takes_numpy_ints() -> None:
     sampler = MPerClassSampler([0, 0, 1, 1], 2, 4)
     sampler.set_epoch(np.int64(3))
     assert sampler.epoch == 3 and type(sampler.epoch) is int
+
+
+_LABELS = [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+@pytest.mark.parametrize(
+    ("labels", "m", "batch_size", "message"),
+    [
+        (
+            _LABELS,
+            0,
+            4,
+            "m must be a positive int, got 0. It is the number of samples per class in a batch.",
+        ),
+        (_LABELS, 2, 0, "batch_size must be a positive int, got 0."),
+        (
+            [3] * 6,
+            2,
+            4,
+            "labels hold a single class, so no batch can hold a negative; an M-per-class "
+            "sampler needs at least two classes (check that the labels were loaded).",
+        ),
+        (
+            _LABELS,
+            1,
+            5,
+            "impossible batch: each step needs 5 distinct classes (batch_size // m = 5 per rank "
+            "× 1 rank(s)) but labels have only 4; lower batch_size, raise m, or use fewer ranks.",
+        ),
+    ],
+)
+def test_bad_arguments_in_full(labels, m: int, batch_size: int, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        MPerClassSampler(labels, m, batch_size)
+    assert str(info.value) == message
+
+
+def test_the_default_seed_is_0() -> None:
+    labels = np.repeat(np.arange(5), 6)
+    default = MPerClassSampler(labels, 2, 4)
+    assert default.seed == 0
+    assert list(default) == list(MPerClassSampler(labels, 2, 4, seed=0))
+    assert list(default) != list(MPerClassSampler(labels, 2, 4, seed=1))
