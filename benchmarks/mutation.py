@@ -49,7 +49,7 @@ MODULES: dict[str, list[str]] = {
         "tests/losses/test_anchor_offset.py",
     ],
     "evaluation/metrics.py": ["tests/evaluation/test_metrics.py"],
-    "evaluation/knn.py": ["tests/evaluation/test_knn.py"],
+    "evaluation/knn.py": ["tests/evaluation/test_knn.py", "tests/evaluation/test_knn_order.py"],
     "losses/dense.py": [
         "tests/losses/test_supcon.py",
         "tests/losses/test_reference_gradients.py",

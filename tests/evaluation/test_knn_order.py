@@ -1,0 +1,86 @@
+"""Result order of the k-NN search: the (score, id) sort keys, and the deep-list partition
+path where the cut falls inside a run of equal scores, against brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from supcon.evaluation import knn
+
+
+def _brute(scores: np.ndarray, ids: np.ndarray) -> list[list[int]]:
+    """Each row's ids by score descending, then id ascending, missing (-1) last."""
+    out = []
+    for row_scores, row_ids in zip(scores.tolist(), ids.tolist(), strict=True):
+        pairs = sorted(zip(row_scores, row_ids, strict=True), key=lambda p: (p[1] < 0, -p[0], p[1]))
+        out.append([i for _, i in pairs])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("scores", "ids"),
+    [
+        ([[0.0, -0.0, 0.0]], [[2, 0, 1]]),  # -0.0 == 0.0: a tie, ordered by id
+        ([[1e-9, 2e-9, 1.5e-9]], [[0, 2, 1]]),  # tiny but distinct
+        ([[1.0, float(np.nextafter(np.float32(1), np.float32(2))), 1.0]], [[0, 3, 1]]),
+        ([[-0.5, 0.25, -2.0, 3.0, -0.5]], [[4, 1, 2, 0, 3]]),  # both signs
+        ([[0.5, 0.5, float("-inf"), 0.7]], [[3, 1, -1, 2]]),  # a missing neighbour
+    ],
+)
+def test_order_keys_sort_by_score_then_id(scores: list, ids: list) -> None:
+    s, i = np.array(scores, dtype=np.float32), np.array(ids, dtype=np.int64)
+    order = np.argsort(knn._order_keys(s, i), axis=1, kind="stable")
+    assert np.take_along_axis(i, order, axis=1).tolist() == _brute(s, i)
+    # _sort_ties reorders only within runs of equal scores of a score-sorted row.
+    by_score = np.argsort(-s, axis=1, kind="stable")
+    s2, i2 = np.take_along_axis(s, by_score, axis=1), np.take_along_axis(i, by_score, axis=1)
+    _, tied = knn._sort_ties(s2.copy(), i2.copy())
+    assert tied.tolist() == _brute(s, i)
+
+
+def _scored(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A query [1, 0] and a gallery whose scores against it are exactly ``row``."""
+    gallery = np.stack([row, np.zeros_like(row)], axis=1).astype(np.float32)
+    return np.array([[1.0, 0.0]], dtype=np.float32), gallery
+
+
+@pytest.mark.parametrize(
+    ("setup", "k"),
+    [
+        # One best, then a run of 298 equal scores: argpartition keeps id 95 of the run.
+        ({7: 0.9, 250: 0.1}, 2),
+        # Four best and a run of three 0.5s cut after two: argpartition keeps 3 and 290.
+        ({**{i: 0.9 for i in (20, 40, 60, 80)}, **{i: 0.5 for i in (3, 150, 290)}}, 6),
+    ],
+)
+def test_a_cut_inside_a_run_of_equal_scores_keeps_the_lowest_ids(
+    setup: dict, k: int, monkeypatch
+) -> None:
+    base = 0.5 if k == 2 else 0.1
+    row = np.full(300, base, dtype=np.float32)
+    for i, value in setup.items():
+        row[i] = value
+    query, gallery = _scored(row)
+    monkeypatch.setattr(knn, "HEAP_MAX_K", 1)  # the partition path
+    scores, ids = knn.search_blocks(query, gallery, k)
+    expected = sorted(range(300), key=lambda i: (-row[i], i))[:k]
+    assert ids[0].tolist() == expected
+    assert scores.dtype == np.float32 and scores[0].tolist() == row[expected].tolist()
+
+
+def test_partition_path_pads_short_lists_and_skips_keys_only_in_pairs(monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    query = rng.normal(size=(4, 3)).astype(np.float32)
+    gallery = rng.normal(size=(6, 3)).astype(np.float32)
+    monkeypatch.setattr(knn, "HEAP_MAX_K", 1)
+    # k past the gallery: the tail is (-inf, -1), float32 / int64.
+    scores, ids = knn.search_blocks(query, gallery, 9)
+    assert scores.dtype == np.float32 and ids.dtype == np.int64
+    assert np.isneginf(scores[:, 6:]).all() and (ids[:, 6:] == knn.NO_NEIGHBOUR).all()
+    sims = query.astype(np.float64) @ gallery.astype(np.float64).T
+    expected = np.argsort(-sims, axis=1, kind="stable")
+    np.testing.assert_array_equal(ids[:, :6], expected)
+    # Gallery keys without query keys exclude nothing (keys exclude pairs of equal keys).
+    _, keyed = knn.search_blocks(query, gallery, 9, gallery_keys=np.arange(6) % 2)
+    np.testing.assert_array_equal(keyed, ids)
