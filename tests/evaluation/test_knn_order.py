@@ -84,3 +84,36 @@ def test_partition_path_pads_short_lists_and_skips_keys_only_in_pairs(monkeypatc
     # Gallery keys without query keys exclude nothing (keys exclude pairs of equal keys).
     _, keyed = knn.search_blocks(query, gallery, 9, gallery_keys=np.arange(6) % 2)
     np.testing.assert_array_equal(keyed, ids)
+
+
+@pytest.mark.parametrize("num_queries", [100, 256])
+def test_two_threads_split_the_queries_exactly(num_queries: int) -> None:
+    """With 2 torch threads, queries are split in ``len // 64``-row slices capped at 2."""
+    import torch
+
+    rng = np.random.default_rng(1)
+    query = rng.normal(size=(num_queries, 5)).astype(np.float32)
+    gallery = rng.normal(size=(90, 5)).astype(np.float32)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _, ids = knn.search_blocks(query, gallery, 7, block_size=32)
+        _, keyed = knn.search_blocks(query, gallery, 7, block_size=32, gallery_keys=np.arange(90))
+    finally:
+        torch.set_num_threads(old)
+    sims = query.astype(np.float64) @ gallery.astype(np.float64).T
+    np.testing.assert_array_equal(ids, np.argsort(-sims, axis=1, kind="stable")[:, :7])
+    np.testing.assert_array_equal(keyed, ids)  # gallery keys alone exclude nothing
+
+
+def test_leave_one_out_takes_a_lone_better_score_from_an_earlier_block() -> None:
+    """Rows 4-7 sit on an arc 0.35-0.5 rad apart; row 0, 0.05 rad from row 4, is the only row of
+    the first block closer to any of them than their own neighbours: in the (rows 0-3,
+    rows 4-7) block exactly one score beats the columns' heaps."""
+    angles = np.array([0.95, 3.5, 4.1, 4.8, 1.0, 1.45, 1.8, 2.3])
+    x = np.stack([np.cos(angles), np.sin(angles), np.zeros(8)], axis=1).astype(np.float32)
+    _, ids = knn.search_self(x, 1, block_size=4)
+    sims = x.astype(np.float64) @ x.astype(np.float64).T
+    np.fill_diagonal(sims, -np.inf)
+    assert ids[:, 0].tolist() == np.argmax(sims, axis=1).tolist()
+    assert ids[4, 0] == 0
