@@ -438,6 +438,123 @@ EQUIVALENT: dict[str, str] = {
         )
         for name in names
     },
+    **{
+        f"supcon.evaluation.knn.x_{name}": reason
+        for names, reason in (
+            (
+                ("_ids_of__mutmut_8",),
+                "_ids_of only decodes _search_partition's positions, which are never missing",
+            ),
+            (
+                ("_search_partition__mutmut_21", "_search_partition__mutmut_24"),
+                "np.full with a Python int fill is int64 on 64-bit Linux",
+            ),
+            (
+                tuple(f"_search_partition__mutmut_{n}" for n in (65, 73, 83, 94)),
+                "numpy's default axis -1 is axis 1 of these 2-D arrays",
+            ),
+            (
+                tuple(f"_search_partition__mutmut_{n}" for n in (101, 102, 104)),
+                "flags more rows for the tie fix-up, which recomputes a row exactly: " + _PERF,
+            ),
+            (
+                ("_search_partition__mutmut_37",),
+                "range without step: one query row per product, " + _PERF,
+            ),
+            (
+                tuple(f"search_blocks__mutmut_{n}" for n in range(7, 21)),
+                "the CUDA dispatch: never taken without CUDA (tests/evaluation/test_knn.py's "
+                "gpu test covers it on GPU machines)",
+            ),
+            (
+                ("search_blocks__mutmut_21",),
+                "k = HEAP_MAX_K by partitioning instead of heaps: both exact, ties by id",
+            ),
+            (
+                tuple(f"search_blocks__mutmut_{n}" for n in (1, 59, 65, 78, 80, 135, 137)),
+                "block size or thread counts only: " + _PERF,
+            ),
+            (
+                tuple(f"search_blocks__mutmut_{n}" for n in (67, 73, 76)),
+                "query slices as floats cast by int(), or more slices than threads: the same "
+                "rows, each in exactly one slice",
+            ),
+            (
+                ("search_blocks__mutmut_88", "search_blocks__mutmut_90"),
+                "torch.empty's default dtype is float32",
+            ),
+            (
+                tuple(f"_add_columns__mutmut_{n}" for n in (2, 3, 4, 6, 11)),
+                "first / last keep their defaults at every call site (0 and the whole block)",
+            ),
+            (
+                ("_add_columns__mutmut_18",),
+                "also offers scores equal to a heap's worst, which FAISS's strict comparison "
+                "rejects",
+            ),
+            (
+                ("_add_columns__mutmut_28", "_add_columns__mutmut_30", "_add_columns__mutmut_33"),
+                "the order of one column's candidates within one insertion call (numpy reads "
+                '"STABLE" as "stable"): the heap keeps the same k best',
+            ),
+            (
+                ("_add_columns__mutmut_31", "_add_columns__mutmut_40"),
+                "argsort of the same column numbers as float64 / bincount without minlength: "
+                "the same order and the same non-zero counts",
+            ),
+            (
+                ("_add_columns__mutmut_65", "search_self_chunks__mutmut_114"),
+                "NaN instead of -inf: never enters a FAISS heap (every comparison is false)",
+            ),
+            (
+                (
+                    *(f"_add_columns__mutmut_{n}" for n in (75, 78, 85, 87)),
+                    *(f"_keys__mutmut_{n}" for n in (5, 7, 13, 15)),
+                ),
+                "integer dtype defaults (int64 here), and key equality is the same in any "
+                "integer dtype",
+            ),
+            (tuple(f"_keys__mutmut_{n}" for n in (4, 6, 9, 11)), _CPU),
+            (
+                tuple(f"_seed_diagonal__mutmut_{n}" for n in (7, 8, 9, 10, 15, 16, 17, 18, 20, 21)),
+                "which tiles seed the heaps first (each seeded tile is hidden, so every score is "
+                "offered once): " + _PERF,
+            ),
+            (
+                ("_seed_diagonal__mutmut_31",),
+                "hides a seeded tile with NaN instead of -inf: NaN never enters a heap",
+            ),
+            (
+                ("_sort_ties__mutmut_4",),
+                "sorts every row with a valid id, not only rows with ties: " + _PERF,
+            ),
+            (
+                tuple(f"_sort_ties__mutmut_{n}" for n in (18, 30, 38)),
+                "numpy's default axis -1 is axis 1 of these 2-D arrays",
+            ),
+            (
+                ("search_self__mutmut_15", "search_self__mutmut_20"),
+                "order dropped: only speed depends on it (documented)",
+            ),
+            (
+                (
+                    "search_self__mutmut_1",
+                    "search_self__mutmut_21",
+                    *(f"search_self_chunks__mutmut_{n}" for n in (1, 2, 58, 64, 66, 145, 147)),
+                ),
+                "block size, chunk size or thread counts only: " + _PERF,
+            ),
+            (
+                ("search_self_chunks__mutmut_42",),
+                "a block start at every row: the extra blocks start past the end and are empty",
+            ),
+            (
+                ("search_self_chunks__mutmut_69", "search_self_chunks__mutmut_71"),
+                "torch.empty's default dtype is float32",
+            ),
+        )
+        for name in names
+    },
 }
 
 _PYTEST_ARGS = ["-p", "no:nbmake", "-p", "no:cacheprovider", "-o", "addopts=", "-x", "-q"]

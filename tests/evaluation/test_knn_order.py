@@ -26,6 +26,7 @@ def _brute(scores: np.ndarray, ids: np.ndarray) -> list[list[int]]:
         ([[1.0, float(np.nextafter(np.float32(1), np.float32(2))), 1.0]], [[0, 3, 1]]),
         ([[-0.5, 0.25, -2.0, 3.0, -0.5]], [[4, 1, 2, 0, 3]]),  # both signs
         ([[0.5, 0.5, float("-inf"), 0.7]], [[3, 1, -1, 2]]),  # a missing neighbour
+        ([[0.3, 0.3, 0.1]], [[5, 0, 2]]),  # a tie whose later id is 0
     ],
 )
 def test_order_keys_sort_by_score_then_id(scores: list, ids: list) -> None:
@@ -35,8 +36,9 @@ def test_order_keys_sort_by_score_then_id(scores: list, ids: list) -> None:
     # _sort_ties reorders only within runs of equal scores of a score-sorted row.
     by_score = np.argsort(-s, axis=1, kind="stable")
     s2, i2 = np.take_along_axis(s, by_score, axis=1), np.take_along_axis(i, by_score, axis=1)
-    _, tied = knn._sort_ties(s2.copy(), i2.copy())
+    tied_scores, tied = knn._sort_ties(s2.copy(), i2.copy())
     assert tied.tolist() == _brute(s, i)
+    assert tied_scores.tolist() == s2.tolist()  # scores were already sorted: unchanged
 
 
 def _scored(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,3 +119,44 @@ def test_leave_one_out_takes_a_lone_better_score_from_an_earlier_block() -> None
     np.fill_diagonal(sims, -np.inf)
     assert ids[:, 0].tolist() == np.argmax(sims, axis=1).tolist()
     assert ids[4, 0] == 0
+
+
+def _loo_reference(x: np.ndarray, k: int, keys: np.ndarray | None) -> tuple[list, list]:
+    """Leave-one-out neighbours by a full float64 sort; pairs of equal keys excluded."""
+    sims = x.astype(np.float64) @ x.astype(np.float64).T
+    np.fill_diagonal(sims, -np.inf)
+    if keys is not None:
+        sims[keys[:, None] == keys[None, :]] = -np.inf
+    ids = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(sims, ids, axis=1)
+    return np.where(np.isinf(top), -1, ids).tolist(), np.isinf(top).tolist()
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_search_self_with_keys_order_and_a_one_row_last_block(ordered: bool) -> None:
+    """9 rows in blocks of 4 (the last block holds one row); keys leave rows 0-2 fewer
+    candidates than k, so their lists end in (-inf, -1)."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(9, 4)).astype(np.float32)
+    keys = np.array([0, 0, 0, 0, 0, 0, 1, 2, 3])
+    order = rng.permutation(9) if ordered else None
+    scores, ids = knn.search_self(x, 5, keys=keys, order=order, block_size=4)
+    expected_ids, missing = _loo_reference(x, 5, keys)
+    assert ids.tolist() == expected_ids
+    assert scores.dtype == np.float32
+    assert (np.isneginf(scores) == np.array(missing)).all() and np.array(missing)[0].any()
+
+
+@pytest.mark.parametrize("ordered", [False, True])
+def test_search_self_chunks_partition_the_rows(ordered: bool) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(10, 4)).astype(np.float32)
+    order = rng.permutation(10) if ordered else None
+    whole = knn.search_self(x, 3, order=order, block_size=4)
+    seen = []
+    for rows, scores, ids in knn.search_self_chunks(x, 3, order=order, block_size=4, chunk_size=3):
+        assert len(rows) == len(scores) == len(ids) <= 3
+        np.testing.assert_array_equal(ids, whole[1][rows])
+        np.testing.assert_array_equal(scores, whole[0][rows])
+        seen += rows.tolist()
+    assert seen == (order.tolist() if ordered else list(range(10)))
