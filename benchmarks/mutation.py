@@ -76,6 +76,7 @@ MODULES: dict[str, list[str]] = {
         "tests/losses/test_inputs.py",
         "tests/losses/test_supcon.py",
         "tests/losses/test_anchor_offset.py",
+        "tests/losses/test_input_messages.py",
     ],
     "losses/memory.py": ["tests/losses/test_memory.py"],
     "losses/diagnostics.py": ["tests/losses/test_diagnostics.py"],
