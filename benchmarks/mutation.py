@@ -647,7 +647,11 @@ def _recheck_path(module: str) -> Path:
 
 
 def recheck(
-    module: str, only: str | None = None, select: str | None = None, tests_at: str | None = None
+    module: str,
+    only: str | None = None,
+    select: str | None = None,
+    tests_at: str | None = None,
+    files: list[str] | None = None,
 ) -> dict[str, str]:
     """Re-run each survivor (and "no tests" mutant) in a fresh process; store the verdicts.
 
@@ -677,9 +681,10 @@ def recheck(
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(mutants)], input=archive, check=True)
     (mutants / "pyproject.toml").write_text((work / "pyproject.toml").read_text())
-    base = [sys.executable, "-m", "pytest", *_pytest_args(module), *MODULES[module]]
+    base = [sys.executable, "-m", "pytest", *_pytest_args(module), *(files or MODULES[module])]
     if select:  # only the tests aimed at these mutants (a kill counts; a pass is re-run)
         base += ["-k", select]
+    narrow = bool(select or files)
     clean = subprocess.call(
         base, cwd=mutants, env=_env() | {"MUTANT_UNDER_TEST": ""}, stdout=subprocess.DEVNULL
     )
@@ -697,7 +702,7 @@ def recheck(
         code = subprocess.call(
             base, cwd=mutants, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        if code == 0 and select:
+        if code == 0 and narrow:
             continue  # survived a narrow selection: no verdict yet
         verdicts[name] = "survived" if code == 0 else "killed"
         print(f"   {name}: {verdicts[name]}", flush=True)
@@ -793,6 +798,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="with --recheck: mutants whose name contains this")
     parser.add_argument("--select", help="with --recheck: a pytest -k expression")
     parser.add_argument("--tests-at", help="with --recheck: take tests/ from this git commit")
+    parser.add_argument(
+        "--files", nargs="+", help="with --recheck: only these test files (a kill counts)"
+    )
     parser.add_argument("--json", type=Path, help="also write the table's numbers to this file")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
@@ -807,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.recheck:
         for module in modules:
             if results(module) is not None:
-                recheck(module, args.only, args.select, args.tests_at)
+                recheck(module, args.only, args.select, args.tests_at, args.files)
     elif not args.report:
         for module in modules:
             run(module)
