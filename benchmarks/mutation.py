@@ -331,6 +331,41 @@ EQUIVALENT: dict[str, str] = {
     ),
     "supcon.losses.functional.x_l2_normalize__mutmut_21": "F.normalize's default dim is 1",
     **{
+        f"supcon.losses.functional.x__warn_no_negatives_once__mutmut_{n}": (
+            "stacklevel: not measurable under mutmut (its trampoline adds a frame); "
+            "test_loss_warnings_point_at_the_callers_line checks it in the plain test run"
+        )
+        for n in (9, 17)
+    },
+    **{
+        f"supcon.losses.functional.x_{name}": reason
+        for names, reason in (
+            (
+                (
+                    "_anchor_loss_sum__mutmut_58",
+                    "_reduce__mutmut_6",
+                    "_reduce__mutmut_9",
+                ),
+                _CPU,
+            ),
+            (
+                ("_reduce__mutmut_5", "_reduce__mutmut_8"),
+                "torch.tensor of Python ints is int64 without dtype=",
+            ),
+            (
+                ("_reduce__mutmut_38",),
+                "the distributed mean in float64: supcon_loss_with_stats casts the loss to the "
+                "embeddings' dtype on return (value and gradient)",
+            ),
+            (
+                ("supcon_loss_with_stats__mutmut_58",),
+                "grad_cols = every column when references do not need grad: their gradient "
+                "is formed and dropped (" + _PERF + ")",
+            ),
+        )
+        for name in names
+    },
+    **{
         f"supcon.losses.functional.x__warn_no_positives_once__mutmut_{n}": (
             "stacklevel: not measurable under mutmut (its trampoline adds a frame); "
             "test_loss_warnings_point_at_the_callers_line checks it in the plain test run"
@@ -552,6 +587,35 @@ EQUIVALENT: dict[str, str] = {
             (
                 ("search_self_chunks__mutmut_69", "search_self_chunks__mutmut_71"),
                 "torch.empty's default dtype is float32",
+            ),
+        )
+        for name in names
+    },
+    **{
+        f"supcon.losses.inputs.x_{name}": reason
+        for names, reason in (
+            (
+                (
+                    "as_long_labels__mutmut_3",
+                    "as_long_labels__mutmut_5",
+                    "_check_pairs__mutmut_15",
+                    "_check_pairs__mutmut_17",
+                    "attach_references__mutmut_41",
+                    "attach_references__mutmut_44",
+                    "attach_references__mutmut_46",
+                    "attach_references__mutmut_52",
+                    "flatten_batch__mutmut_15",
+                ),
+                _CPU,
+            ),
+            (
+                ("flatten_batch__mutmut_1", "flatten_batch__mutmut_2"),
+                "default contrast_mode: prepare_batch, its one caller, always passes it",
+            ),
+            (
+                tuple(f"check_embeddings__mutmut_{n}" for n in (11, 16, 17, 20, 21)),
+                "a zero-size dimension means numel() == 0, refused as empty first: the "
+                "dimension-0 branch and shape[1] == 0 are unreachable",
             ),
         )
         for name in names
