@@ -592,6 +592,13 @@ EQUIVALENT: dict[str, str] = {
         for name in names
     },
     **{
+        f"supcon.evaluation.knn.x__search_cuda__mutmut_{n}": (
+            "_search_cuda runs only on CUDA (no test reaches it here); tests/evaluation/"
+            "test_knn.py's gpu test compares it with the CPU search on GPU machines"
+        )
+        for n in range(1, 134)
+    },
+    **{
         f"supcon.losses.inputs.x_{name}": reason
         for names, reason in (
             (

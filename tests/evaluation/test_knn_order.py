@@ -160,3 +160,15 @@ def test_search_self_chunks_partition_the_rows(ordered: bool) -> None:
         np.testing.assert_array_equal(scores, whole[0][rows])
         seen += rows.tolist()
     assert seen == (order.tolist() if ordered else list(range(10)))
+
+
+def test_symmetric_fits_at_its_two_limits(monkeypatch) -> None:
+    """Heaps of n·k entries (12 bytes each) within the budget, and k no deeper than heaps go."""
+    from supcon import blocks
+
+    monkeypatch.setattr(blocks, "SYMMETRIC_BUDGET_BYTES", 12 * 1000)
+    assert knn.symmetric_fits(100, 10) and knn.symmetric_fits(1000, 1)
+    assert not knn.symmetric_fits(101, 10) and not knn.symmetric_fits(1001, 1)
+    monkeypatch.setattr(blocks, "SYMMETRIC_BUDGET_BYTES", 1 << 40)
+    assert knn.symmetric_fits(10, knn.HEAP_MAX_K)
+    assert not knn.symmetric_fits(10, knn.HEAP_MAX_K + 1)
