@@ -30,6 +30,11 @@ differences (a) − (b). With ``--only``, the runs are added to those of an earl
 same setup (a run of the same variant and seed is replaced); ``--merge A.json B.json`` combines
 result files of the same setup (e.g. (a) and (b) run side by side as two processes) into
 ``--out`` without training.
+
+``--set KEY=VALUE ...`` adds recipe overrides to every ``supcon train`` variant, to try a
+setting against the same baseline (e.g. ``--only "(a)" --set augment.shear=8``); those runs
+are named ``(a+) … + KEY=VALUE`` so that a JSON keeps them apart from the shipped recipe's, and
+the PML script and raw pixels are unchanged.
 """
 
 from __future__ import annotations
@@ -74,6 +79,14 @@ def supcon_variants() -> dict[str, list[str]]:
         "(c) supcon, augment.preset=simclr": ["augment.preset=simclr"],
         "(d) supcon, loss.name=arcface": ["loss.name=arcface"],
     }
+
+
+def variant_name(name: str, overrides: list[str]) -> str:
+    """``name`` as reported: ``(a) …`` becomes ``(a+) … + KEY=VALUE …`` with ``overrides``."""
+    if not overrides:
+        return name
+    letter, rest = name.split(")", 1)
+    return f"{letter}+){rest} + {' '.join(overrides)}"
 
 
 def run(command: list[str], log: Path) -> float:
@@ -255,9 +268,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", nargs="*", help="run only variants whose name has one of these")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/bench_quality.json")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="recipe overrides for every supcon variant (their runs are named (a+), (c+), ...)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    bad = [word for word in args.set if "=" not in word]
+    if bad:
+        parser.error(f"--set takes section.key=value overrides, got {' '.join(bad)}")
     if args.merge:
         return merge_files(args.merge, args.out)
     first_seed = args.seed if args.train_seed is None else args.train_seed
@@ -337,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
                 from supcon.runs import load_run
 
                 out = work / f"run{len(runs)}"
-                overrides = [f"data.root={data}", *common, f"train.seed={seed}", *variants[name]]
+                overrides = [
+                    f"data.root={data}", *common, f"train.seed={seed}", *variants[name], *args.set
+                ]  # fmt: skip
                 command = [sys.executable, "-m", "supcon", "train", str(RECIPE), *overrides]
                 wall = run([*command, "--out", str(out), "--no-progress"], work / f"{out.name}.log")
                 loaded = load_run(out, device="cpu")
@@ -346,8 +371,8 @@ def main(argv: list[str] | None = None) -> int:
                     images,
                     loaded.eval_transform,
                 )
-                shown = " ".join(["supcon train recipes/symbols.yaml", *variants[name]])
-                report(name, seed, score(emb, labels), wall, shown)
+                shown = " ".join(["supcon train recipes/symbols.yaml", *variants[name], *args.set])
+                report(variant_name(name, args.set), seed, score(emb, labels), wall, shown)
 
         if keep("(e) raw pixels"):
             pixels = embed(lambda x: x.flatten(1), images, pml_eval_transform(size))

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``supcon`` console script."""
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     debug = bool(os.environ.get("SUPCON_DEBUG"))
     try:
         with to_stderr():
@@ -59,6 +59,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"supcon {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def parse_arguments(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """``parser``'s arguments, with ``section.key=value`` overrides allowed after options too.
+
+    argparse ends a ``nargs="*"`` positional at the first option, so ``supcon train R --out D
+    train.epochs=2`` would refuse the override; commands that take overrides get the leftover
+    ``key=value`` words appended in order. Anything else left over is refused as argparse does.
+    """
+    args, extra = parser.parse_known_args(argv)
+    overrides = [word for word in extra if "=" in word and not word.startswith("-")]
+    if hasattr(args, "overrides") and overrides:
+        args.overrides = [*args.overrides, *overrides]
+        extra = [word for word in extra if word not in overrides]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def user_message(exc: BaseException) -> str | None:

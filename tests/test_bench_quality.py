@@ -165,3 +165,20 @@ def test_pml_script_gets_supcon_s_steps_per_epoch(generated) -> None:
     assert bench_quality.supcon_steps_per_epoch(root, ["train.batch_size=128"]) == 2
     # m = 4, batch 8: 2 classes per batch -> 40 / 2
     assert bench_quality.supcon_steps_per_epoch(root, ["train.batch_size=8"]) == 20
+
+
+def test_set_overrides_name_their_runs_apart_from_the_shipped_recipe() -> None:
+    name = bench_quality.variant_name("(a) supcon, recipes/symbols.yaml", ["augment.shear=8"])
+    assert name == "(a+) supcon, recipes/symbols.yaml + augment.shear=8"
+    assert bench_quality.variant_name("(c) x", []) == "(c) x"
+    runs = [
+        {"variant": "(a) x", "seed": 0, "recall@1": 0.4, "command": "a"},
+        {"variant": name, "seed": 0, "recall@1": 0.9, "command": "a+"},
+        {"variant": "(b) y", "seed": 0, "recall@1": 0.3, "command": "b"},
+    ]
+    diff = bench_quality.paired_differences(runs)  # (a) − (b): the (a+) run is not (a)
+    assert diff["recall@1"]["per_seed"] == pytest.approx([0.1])
+    assert len(bench_quality.summarise(runs)) == 3
+    with pytest.raises(SystemExit) as exit_info:
+        bench_quality.main(["--set", "augment.shear"])
+    assert exit_info.value.code == 2

@@ -100,3 +100,36 @@ def test_malformed_yaml_is_a_user_error(tmp_path: Path) -> None:
     bad.write_text("train: {epochs: [1,\n")
     result = run_cli("train", str(bad))
     assert result.returncode == 2 and "not valid YAML" in result.stderr
+
+
+def test_overrides_may_follow_options() -> None:
+    from supcon.cli import build_parser, parse_arguments
+
+    args = parse_arguments(
+        build_parser(),
+        ["train", "r.yaml", "data.views=1", "--out", "D", "train.epochs=2", "--no-progress",
+         "loss.temperature=0.2"],
+    )  # fmt: skip
+    assert (args.recipe, args.out, args.no_progress) == ("r.yaml", "D", True)
+    assert args.overrides == ["data.views=1", "train.epochs=2", "loss.temperature=0.2"]
+    args = parse_arguments(build_parser(), ["check-data", "r.yaml", "--workers", "1", "a.b=3"])
+    assert args.overrides == ["a.b=3"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "r.yaml", "--out", "D", "stray"],  # not key=value
+        ["train", "r.yaml", "--out", "D", "--nope=1"],  # an unknown option
+        ["eval", "RUN", "train.epochs=2"],  # eval takes no overrides
+    ],
+)
+def test_leftover_words_are_still_refused(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from supcon.cli import build_parser, parse_arguments
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_arguments(build_parser(), argv)
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err

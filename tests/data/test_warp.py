@@ -131,21 +131,36 @@ def test_same_seed_same_view_and_resume_exact_dataset_items() -> None:
     assert not torch.equal(a, first[(4, 1)][0])  # another epoch, other views
 
 
-def test_tensor_inputs_keep_the_two_step_torchvision_path_bit_for_bit() -> None:
+@pytest.mark.parametrize(
+    ("knobs", "crop", "affine"),
+    [
+        (  # the preset's defaults: mild crop, rotation only
+            {},
+            {"scale": (0.8, 1.0), "ratio": (3 / 4, 4 / 3)},
+            {"degrees": 10.0},
+        ),
+        (
+            {"crop_scale": (0.7, 1.0), "crop_ratio": (0.8, 1.25), "rotation": 12.0,
+             "translate": 0.08, "shear": 8.0},
+            {"scale": (0.7, 1.0), "ratio": (0.8, 1.25)},
+            {"degrees": 12.0, "translate": (0.08, 0.08), "shear": 8.0},
+        ),
+    ],
+)  # fmt: skip
+def test_tensor_inputs_keep_the_two_step_torchvision_path_bit_for_bit(
+    knobs: dict, crop: dict, affine: dict
+) -> None:
     image = torch.rand(1, 16, 16)  # the digits: in-memory float tensors
-    new = build_augmentation("geometric", 16, channels=1)
+    new = build_augmentation("geometric", 16, channels=1, **knobs)
     old = v2.Compose(
         [
             v2.ToImage(),
-            v2.RandomResizedCrop(16, scale=(0.7, 1.0), ratio=(0.8, 1.25), antialias=True),
-            BorderFillAffine(
-                degrees=12.0, translate=(0.08, 0.08), shear=8.0,
-                interpolation=InterpolationMode.BILINEAR,
-            ),
+            v2.RandomResizedCrop(16, **crop, antialias=True),
+            BorderFillAffine(**affine, interpolation=InterpolationMode.BILINEAR),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(new.transforms[-1].mean, new.transforms[-1].std),
         ]
-    )  # fmt: skip
+    )
     for seed in range(5):
         torch.manual_seed(seed)
         got = new(image)
