@@ -585,6 +585,15 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in range(1, 134)
     },
+    **{f"supcon.losses.gather.x_gather_rows__mutmut_{n}": _CPU for n in (11, 16)},
+    "supcon.losses.gather.x_gather_rows__mutmut_39": (
+        "compact - rank * padded: each rank's sample ids still get a range of their own "
+        "(below 0), and keys are only compared for equality"
+    ),
+    "supcon.losses.gather.x_gather_rows__mutmut_53": (
+        "only the dtype handed to the collective changes (bool instead of uint8); the values "
+        "gathered are the same (the two-process tests run the real collective)"
+    ),
     **{
         f"supcon.losses.inputs.x_{name}": reason
         for names, reason in (

@@ -48,7 +48,11 @@ def _gather_all(kind: str, monkeypatch) -> list[tuple[LocalRows, int, bool, Loca
 
     monkeypatch.setattr(gather, "is_distributed", lambda: True)
     monkeypatch.setattr(gather, "get_rank", lambda: state["rank"])
-    monkeypatch.setattr(gather, "gather_sizes", lambda rows, device: list(SIZES))
+
+    def exchange_sizes(rows: int, device) -> list[int]:
+        return [int(rows) if r == state["rank"] else n for r, n in enumerate(SIZES)]
+
+    monkeypatch.setattr(gather, "gather_sizes", exchange_sizes)
     monkeypatch.setattr(gather, "all_gather_variable_with_grad", collective)
     monkeypatch.setattr(gather, "all_gather_variable_no_grad", collective)
     local = [_local(r, kind) for r in range(len(SIZES))]
@@ -71,6 +75,7 @@ def test_every_rank_sees_the_rank_major_batch(kind: str, monkeypatch) -> None:
         assert torch.equal(rows.flat, whole)
         assert rows.num_samples == local.num_samples and rows.num_anchors == local.num_anchors
         assert rows.keys_are_labels == (kind == "labels")
+        assert rows.keys is None or rows.keys.dtype == torch.int64
     first = results[0][0]
     if kind == "labels":  # global: gathered as they are
         assert first.keys.tolist() == [7, 2, 7, 2, 9, 9, 7, 1] and first.multi_hot is None
