@@ -49,7 +49,7 @@ MODULES: dict[str, list[str]] = {
         "tests/losses/test_anchor_offset.py",
     ],
     "evaluation/metrics.py": ["tests/evaluation/test_metrics.py"],
-    "evaluation/knn.py": ["tests/evaluation/test_knn.py"],
+    "evaluation/knn.py": ["tests/evaluation/test_knn.py", "tests/evaluation/test_knn_order.py"],
     "losses/dense.py": [
         "tests/losses/test_supcon.py",
         "tests/losses/test_reference_gradients.py",
@@ -70,25 +70,29 @@ MODULES: dict[str, list[str]] = {
         "tests/losses/test_inputs.py",
         "tests/losses/test_reference_gradients.py",
         "tests/losses/test_two_rank_reduce.py",
+        "tests/losses/test_functional_options.py",
     ],
     "losses/inputs.py": [
         "tests/losses/test_inputs.py",
         "tests/losses/test_supcon.py",
         "tests/losses/test_anchor_offset.py",
+        "tests/losses/test_input_messages.py",
     ],
     "losses/memory.py": ["tests/losses/test_memory.py"],
     "losses/diagnostics.py": ["tests/losses/test_diagnostics.py"],
-    "losses/gather.py": ["tests/losses/test_distributed.py"],
+    # test_distributed.py reaches gather.py only in spawned ranks, which mutmut cannot map.
+    "losses/gather.py": ["tests/losses/test_gather_rows.py"],
     "losses/supcon.py": ["tests/losses/test_supcon.py"],
-    "samplers/m_per_class.py": ["tests/test_samplers.py"],
+    "samplers/m_per_class.py": ["tests/test_samplers.py", "tests/test_m_per_class_plan.py"],
     "samplers/episodic.py": ["tests/test_samplers.py"],
     "samplers/_common.py": ["tests/test_samplers.py", "tests/test_sampler_checks.py"],
-    "miners.py": ["tests/test_miners.py"],
+    "miners.py": ["tests/test_miners.py", "tests/test_miner_checks.py"],
     "training/state.py": ["tests/training/test_state.py"],
     "training/checkpoint.py": [
         "tests/training/test_state.py",
         "tests/training/test_checkpoint_safety.py",
         "tests/training/test_checkpoint_messages.py",
+        "tests/training/test_checkpoint_loading.py",
     ],
     "training/gradcache.py": ["tests/training/test_gradcache.py"],
 }
@@ -327,39 +331,313 @@ EQUIVALENT: dict[str, str] = {
     ),
     "supcon.losses.functional.x_l2_normalize__mutmut_21": "F.normalize's default dim is 1",
     **{
+        f"supcon.losses.functional.x__warn_no_negatives_once__mutmut_{n}": (
+            "stacklevel: not measurable under mutmut (its trampoline adds a frame); "
+            "test_loss_warnings_point_at_the_callers_line checks it in the plain test run"
+        )
+        for n in (9, 17)
+    },
+    **{
+        f"supcon.losses.functional.x_{name}": reason
+        for names, reason in (
+            (
+                (
+                    "_anchor_loss_sum__mutmut_58",
+                    "_reduce__mutmut_6",
+                    "_reduce__mutmut_9",
+                ),
+                _CPU,
+            ),
+            (
+                ("_reduce__mutmut_5", "_reduce__mutmut_8"),
+                "torch.tensor of Python ints is int64 without dtype=",
+            ),
+            (
+                ("_reduce__mutmut_38",),
+                "the distributed mean in float64: supcon_loss_with_stats casts the loss to the "
+                "embeddings' dtype on return (value and gradient)",
+            ),
+            (
+                ("supcon_loss_with_stats__mutmut_58",),
+                "grad_cols = every column when references do not need grad: their gradient "
+                "is formed and dropped (" + _PERF + ")",
+            ),
+        )
+        for name in names
+    },
+    **{
         f"supcon.losses.functional.x__warn_no_positives_once__mutmut_{n}": (
             "stacklevel: not measurable under mutmut (its trampoline adds a frame); "
             "test_loss_warnings_point_at_the_callers_line checks it in the plain test run"
         )
         for n in (9, 18)
     },
-    **{
-        f"supcon.training.checkpoint.x_load_checkpoint_or_previous__mutmut_{n}": (
-            "map_location None vs 'cpu': the same for a checkpoint of CPU tensors; CUDA-saved "
-            "checkpoints only on GPU machines"
-        )
-        for n in (10, 12, 18, 20)
-    },
     "supcon.training.checkpoint.x__kind__mutmut_37": 'codec names are case-insensitive: "UTF-8"',
     **{
         f"supcon.training.checkpoint.x_load_checkpoint__mutmut_{n}": (
-            "map_location None vs 'cpu': the same for a checkpoint of CPU tensors"
+            'the "central directory" test is unreachable: torch says so only for a zip without '
+            "its end record, which zipfile.is_zipfile refuses first (as truncated)"
         )
-        for n in (40, 43)
+        for n in (71, 72, 74)
     },
     **{
-        f"supcon.training.checkpoint.x_load_checkpoint__mutmut_{n}": (
-            "weights_only None / default: True by default in torch >= 2.6 (2.14 here); an older "
-            "torch would load pickled objects"
+        f"supcon.miners.x_{fn}__mutmut_{n}": _CPU
+        for fn, n in (
+            ("_check_inputs", 9),
+            ("_check_inputs", 11),
+            ("flatten_views", 8),
+            ("flatten_views", 10),
+            ("positive_pairs", 32),
+            ("positive_pairs", 34),
+            ("positive_pairs", 45),
+            ("positive_pairs", 47),
         )
-        for n in (41, 44)
     },
-    "supcon.losses.tiled.x_default_block_rows__mutmut_22": (
-        "max(M, 2) vs max(M, 1): differs only for M = 1 with over 2M anchors (not a batch)"
+    "supcon.miners.x__normalize__mutmut_4": "F.normalize's default dim is 1",
+    "supcon.miners.x_positive_pairs__mutmut_14": "torch.searchsorted's default is right=False",
+    "supcon.miners.x_positive_pairs__mutmut_29": (
+        "repeat_interleave(counts) repeats arange(len(counts)) = arange(len(anchor_labels))"
     ),
+    **{
+        f"supcon.miners.x__gather_rows__mutmut_{n}": (
+            "sizes=None: all_gather_variable_no_grad exchanges the sizes itself (same rows, one "
+            "more collective)"
+        )
+        for n in (8, 10, 12, 14)
+    },
+    **{f"supcon.miners.x__gather_rows__mutmut_{n}": _CPU for n in (3, 5)},
+    **{
+        f"supcon.samplers.m_per_class.xǁMPerClassSamplerǁ{name}": reason
+        for names, reason in (
+            (
+                ("__iter____mutmut_13", "_epoch_chunks__mutmut_54"),
+                "reshape(-2, ...): numpy reads any negative size as the inferred one",
+            ),
+            (
+                ("__init____mutmut_51", "__init____mutmut_53", "global_plan__mutmut_41"),
+                "np.array / np.full of Python ints is int64 on 64-bit Linux",
+            ),
+            (("global_plan__mutmut_44",), "np.full with a Python int fill is int64 here"),
+            (
+                ("global_plan__mutmut_46", "global_plan__mutmut_132"),
+                "the filler marker is read only as rows < 0, and filler slots are overwritten "
+                "by fresh chunks (so what clip picks for them is never used)",
+            ),
+            (
+                ("global_plan__mutmut_37",),
+                "now's start value is read only when a drawn class is pushed back before any "
+                "heap pop: then every class was forced, and forced classes stay forced (their "
+                "heap entries are skipped)",
+            ),
+            (
+                tuple(f"global_plan__mutmut_{n}" for n in (62, 63, 64)),
+                "the text of an invariant assert that never fires",
+            ),
+            (
+                tuple(f"global_plan__mutmut_{n}" for n in (80, 83, 85)),
+                "setdiff1d of arange and distinct classes: sorted and unique either way",
+            ),
+            (
+                ("_fresh_chunk__mutmut_12", "global_plan__mutmut_90"),
+                "rng.choice(replace=None): numpy tests replace for truth, None is False",
+            ),
+            (
+                tuple(f"global_plan__mutmut_{n}" for n in (134, 136, 140)),
+                "zip(strict=...) of np.nonzero's two equal-length arrays",
+            ),
+            (
+                ("_epoch_chunks__mutmut_38",),
+                "sizes < m vs <= m under pad: a class of exactly m samples has no padded slot",
+            ),
+            (
+                ("_epoch_chunks__mutmut_44",),
+                "rng.integers(high) is rng.integers(0, high): same draws from the same stream",
+            ),
+            (
+                ("_fresh_chunk__mutmut_1",),
+                "a class of exactly m samples: a uniformly random permutation of it either way "
+                "(another draw of the same distribution)",
+            ),
+        )
+        for name in names
+    },
+    **{
+        f"supcon.evaluation.knn.x_{name}": reason
+        for names, reason in (
+            (
+                ("_ids_of__mutmut_8",),
+                "_ids_of only decodes _search_partition's positions, which are never missing",
+            ),
+            (
+                ("_search_partition__mutmut_21", "_search_partition__mutmut_24"),
+                "np.full with a Python int fill is int64 on 64-bit Linux",
+            ),
+            (
+                tuple(f"_search_partition__mutmut_{n}" for n in (65, 73, 83, 94)),
+                "numpy's default axis -1 is axis 1 of these 2-D arrays",
+            ),
+            (
+                tuple(f"_search_partition__mutmut_{n}" for n in (101, 102, 104)),
+                "flags more rows for the tie fix-up, which recomputes a row exactly: " + _PERF,
+            ),
+            (
+                ("_search_partition__mutmut_37",),
+                "range without step: one query row per product, " + _PERF,
+            ),
+            (
+                tuple(f"search_blocks__mutmut_{n}" for n in range(7, 21)),
+                "the CUDA dispatch: never taken without CUDA (tests/evaluation/test_knn.py's "
+                "gpu test covers it on GPU machines)",
+            ),
+            (
+                ("search_blocks__mutmut_21",),
+                "k = HEAP_MAX_K by partitioning instead of heaps: both exact, ties by id",
+            ),
+            (
+                tuple(f"search_blocks__mutmut_{n}" for n in (1, 59, 65, 78, 80, 135, 137)),
+                "block size or thread counts only: " + _PERF,
+            ),
+            (
+                tuple(f"search_blocks__mutmut_{n}" for n in (67, 73, 76)),
+                "query slices as floats cast by int(), or more slices than threads: the same "
+                "rows, each in exactly one slice",
+            ),
+            (
+                ("search_blocks__mutmut_88", "search_blocks__mutmut_90"),
+                "torch.empty's default dtype is float32",
+            ),
+            (
+                tuple(f"_add_columns__mutmut_{n}" for n in (2, 3, 4, 6, 11)),
+                "first / last keep their defaults at every call site (0 and the whole block)",
+            ),
+            (
+                ("_add_columns__mutmut_18",),
+                "also offers scores equal to a heap's worst, which FAISS's strict comparison "
+                "rejects",
+            ),
+            (
+                ("_add_columns__mutmut_28", "_add_columns__mutmut_30", "_add_columns__mutmut_33"),
+                "the order of one column's candidates within one insertion call (numpy reads "
+                '"STABLE" as "stable"): the heap keeps the same k best',
+            ),
+            (
+                ("_add_columns__mutmut_31", "_add_columns__mutmut_40"),
+                "argsort of the same column numbers as float64 / bincount without minlength: "
+                "the same order and the same non-zero counts",
+            ),
+            (
+                ("_add_columns__mutmut_65", "search_self_chunks__mutmut_114"),
+                "NaN instead of -inf: never enters a FAISS heap (every comparison is false)",
+            ),
+            (
+                (
+                    *(f"_add_columns__mutmut_{n}" for n in (75, 78, 85, 87)),
+                    *(f"_keys__mutmut_{n}" for n in (5, 7, 13, 15)),
+                ),
+                "integer dtype defaults (int64 here), and key equality is the same in any "
+                "integer dtype",
+            ),
+            (tuple(f"_keys__mutmut_{n}" for n in (4, 6, 9, 11)), _CPU),
+            (
+                tuple(f"_seed_diagonal__mutmut_{n}" for n in (7, 8, 9, 10, 15, 16, 17, 18, 20, 21)),
+                "which tiles seed the heaps first (each seeded tile is hidden, so every score is "
+                "offered once): " + _PERF,
+            ),
+            (
+                ("_seed_diagonal__mutmut_31",),
+                "hides a seeded tile with NaN instead of -inf: NaN never enters a heap",
+            ),
+            (
+                ("_sort_ties__mutmut_4",),
+                "sorts every row with a valid id, not only rows with ties: " + _PERF,
+            ),
+            (
+                tuple(f"_sort_ties__mutmut_{n}" for n in (18, 30, 38)),
+                "numpy's default axis -1 is axis 1 of these 2-D arrays",
+            ),
+            (
+                ("search_self__mutmut_15", "search_self__mutmut_20"),
+                "order dropped: only speed depends on it (documented)",
+            ),
+            (
+                (
+                    "search_self__mutmut_1",
+                    "search_self__mutmut_21",
+                    *(f"search_self_chunks__mutmut_{n}" for n in (1, 2, 58, 64, 66, 145, 147)),
+                ),
+                "block size, chunk size or thread counts only: " + _PERF,
+            ),
+            (
+                ("search_self_chunks__mutmut_42",),
+                "a block start at every row: the extra blocks start past the end and are empty",
+            ),
+            (
+                ("search_self_chunks__mutmut_69", "search_self_chunks__mutmut_71"),
+                "torch.empty's default dtype is float32",
+            ),
+        )
+        for name in names
+    },
+    **{
+        f"supcon.evaluation.knn.x__search_cuda__mutmut_{n}": (
+            "_search_cuda runs only on CUDA (no test reaches it here); tests/evaluation/"
+            "test_knn.py's gpu test compares it with the CPU search on GPU machines"
+        )
+        for n in range(1, 134)
+    },
+    **{f"supcon.losses.gather.x_gather_rows__mutmut_{n}": _CPU for n in (11, 16)},
+    "supcon.losses.gather.x_gather_rows__mutmut_39": (
+        "compact - rank * padded: each rank's sample ids still get a range of their own "
+        "(below 0), and keys are only compared for equality"
+    ),
+    "supcon.losses.gather.x_gather_rows__mutmut_53": (
+        "only the dtype handed to the collective changes (bool instead of uint8); the values "
+        "gathered are the same (the two-process tests run the real collective)"
+    ),
+    **{
+        f"supcon.losses.inputs.x_{name}": reason
+        for names, reason in (
+            (
+                (
+                    "as_long_labels__mutmut_3",
+                    "as_long_labels__mutmut_5",
+                    "_check_pairs__mutmut_15",
+                    "_check_pairs__mutmut_17",
+                    "attach_references__mutmut_41",
+                    "attach_references__mutmut_44",
+                    "attach_references__mutmut_46",
+                    "attach_references__mutmut_52",
+                    "flatten_batch__mutmut_15",
+                ),
+                _CPU,
+            ),
+            (
+                ("flatten_batch__mutmut_1", "flatten_batch__mutmut_2"),
+                "default contrast_mode: prepare_batch, its one caller, always passes it",
+            ),
+            (
+                tuple(f"check_embeddings__mutmut_{n}" for n in (11, 16, 17, 20, 21)),
+                "a zero-size dimension means numel() == 0, refused as empty first: the "
+                "dimension-0 branch and shape[1] == 0 are unreachable",
+            ),
+        )
+        for name in names
+    },
 }
 
 _PYTEST_ARGS = ["-p", "no:nbmake", "-p", "no:cacheprovider", "-o", "addopts=", "-x", "-q"]
+
+#: Extra pytest arguments per module: the two-process tests (``dist``) take ~10 s per mutant
+#: and reach the sampler only in spawned children; the ``replicas``/``rank`` logic they check
+#: is covered in-process by explicit ``num_replicas``/``rank`` tests.
+EXTRA_ARGS: dict[str, list[str]] = {
+    "samplers/m_per_class.py": ["-m", "not dist"],
+    "samplers/episodic.py": ["-m", "not dist"],
+}
+
+
+def _pytest_args(module: str) -> list[str]:
+    return _PYTEST_ARGS + EXTRA_ARGS.get(module, [])
 
 
 def _slug(module: str) -> str:
@@ -375,7 +653,7 @@ def _pyproject(module: str) -> str:
         + "\n[tool.mutmut]\n"
         + 'source_paths = ["supcon"]\n'
         + f'only_mutate = ["supcon/{module}"]\n'
-        + f"pytest_add_cli_args = {json.dumps(_PYTEST_ARGS)}\n"
+        + f"pytest_add_cli_args = {json.dumps(_pytest_args(module))}\n"
         + f"pytest_add_cli_args_test_selection = [{tests}]\n"
         + "use_git_change_detection = false\n"
         + 'also_copy = ["recipes"]\n'
@@ -436,7 +714,11 @@ def _recheck_path(module: str) -> Path:
 
 
 def recheck(
-    module: str, only: str | None = None, select: str | None = None, tests_at: str | None = None
+    module: str,
+    only: str | None = None,
+    select: str | None = None,
+    tests_at: str | None = None,
+    files: list[str] | None = None,
 ) -> dict[str, str]:
     """Re-run each survivor (and "no tests" mutant) in a fresh process; store the verdicts.
 
@@ -466,9 +748,10 @@ def recheck(
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(mutants)], input=archive, check=True)
     (mutants / "pyproject.toml").write_text((work / "pyproject.toml").read_text())
-    base = [sys.executable, "-m", "pytest", *_PYTEST_ARGS, *MODULES[module]]
+    base = [sys.executable, "-m", "pytest", *_pytest_args(module), *(files or MODULES[module])]
     if select:  # only the tests aimed at these mutants (a kill counts; a pass is re-run)
         base += ["-k", select]
+    narrow = bool(select or files)
     clean = subprocess.call(
         base, cwd=mutants, env=_env() | {"MUTANT_UNDER_TEST": ""}, stdout=subprocess.DEVNULL
     )
@@ -486,7 +769,7 @@ def recheck(
         code = subprocess.call(
             base, cwd=mutants, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        if code == 0 and select:
+        if code == 0 and narrow:
             continue  # survived a narrow selection: no verdict yet
         verdicts[name] = "survived" if code == 0 else "killed"
         print(f"   {name}: {verdicts[name]}", flush=True)
@@ -582,6 +865,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="with --recheck: mutants whose name contains this")
     parser.add_argument("--select", help="with --recheck: a pytest -k expression")
     parser.add_argument("--tests-at", help="with --recheck: take tests/ from this git commit")
+    parser.add_argument(
+        "--files", nargs="+", help="with --recheck: only these test files (a kill counts)"
+    )
     parser.add_argument("--json", type=Path, help="also write the table's numbers to this file")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
@@ -596,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.recheck:
         for module in modules:
             if results(module) is not None:
-                recheck(module, args.only, args.select, args.tests_at)
+                recheck(module, args.only, args.select, args.tests_at, args.files)
     elif not args.report:
         for module in modules:
             run(module)

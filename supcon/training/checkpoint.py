@@ -9,8 +9,10 @@ that cannot be loaded is reported in one line (:class:`CheckpointError`) that ne
 
 from __future__ import annotations
 
+import codecs
 import os
 import pickle
+import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -66,8 +68,8 @@ def _kind(head: bytes) -> str:
         return "an image"
     if head.startswith(b"\x93NUMPY"):
         return "a NumPy array"
-    try:
-        head.decode("utf-8")
+    try:  # incremental: a character cut by the end of ``head`` is not an error
+        codecs.getincrementaldecoder("utf-8")().decode(head)
     except UnicodeDecodeError:
         return "binary data of an unknown kind"
     return "text"
@@ -111,7 +113,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"{where} is corrupt (cannot be unpickled); {_fallback_hint(path)}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, struct.error) as exc:
         reason = (
             "truncated"
             if isinstance(exc, EOFError) or "central directory" in str(exc)

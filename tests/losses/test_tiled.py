@@ -192,3 +192,22 @@ def test_default_block_rows_follows_the_documented_budget(
     assert rows == expected and isinstance(rows, int)
     if device == "cpu":
         assert default_block_rows(anchors, cols) == expected  # the CPU is the default
+
+
+@pytest.mark.parametrize("name", ["labels", "sample_ids", "refs", "views+labels"])
+def test_tiled_gradient_across_several_chunks_equals_dense(name: str, monkeypatch) -> None:
+    """Chunks of 4 rows (blocks.CHUNK_ROWS, normally 4096): the per-anchor and per-key
+    gradient terms are formed chunk by chunk, each into its own rows; some anchors are
+    singletons (no positive)."""
+    from supcon import blocks
+
+    embeddings, kwargs = BATCHES[name]
+    kwargs = dict(kwargs)
+    if "labels" in kwargs:
+        kwargs["labels"] = kwargs["labels"].clone()
+        kwargs["labels"][:3] = torch.tensor([90, 91, 92])  # three singletons
+    dense_value, dense_grad = _value_and_grad(embeddings, tiled=False, **kwargs)
+    monkeypatch.setattr(blocks, "CHUNK_ROWS", 4)
+    tiled_value, tiled_grad = _value_and_grad(embeddings, tiled=True, block_size=5, **kwargs)
+    assert tiled_value == pytest.approx(dense_value, rel=1e-12, abs=1e-12)
+    torch.testing.assert_close(tiled_grad, dense_grad, rtol=1e-9, atol=1e-12)
