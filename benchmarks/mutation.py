@@ -78,8 +78,11 @@ MODULES: dict[str, list[str]] = {
         "tests/losses/test_anchor_offset.py",
         "tests/losses/test_input_messages.py",
     ],
-    "losses/memory.py": ["tests/losses/test_memory.py"],
-    "losses/diagnostics.py": ["tests/losses/test_diagnostics.py"],
+    "losses/memory.py": ["tests/losses/test_memory.py", "tests/losses/test_memory_checks.py"],
+    "losses/diagnostics.py": [
+        "tests/losses/test_diagnostics.py",
+        "tests/losses/test_diagnostics_checks.py",
+    ],
     # test_distributed.py reaches gather.py only in spawned ranks, which mutmut cannot map.
     "losses/gather.py": ["tests/losses/test_gather_rows.py"],
     "losses/supcon.py": ["tests/losses/test_supcon.py"],
@@ -109,6 +112,28 @@ _STRICT = "zip(strict=...) of sequences built with one entry per chunk / buffer:
 #: Mutant name -> why it is equivalent (reviewed by hand; see ``--survivors``). Names are
 #: mutmut's and stay valid while the module's source is unchanged.
 EQUIVALENT: dict[str, str] = {
+    **{
+        f"supcon.losses.diagnostics.x_effective_rank__mutmut_{n}": (
+            "z.T @ z and z @ z.T share their nonzero eigenvalues; the branch only picks the "
+            "smaller Gram matrix (the extra ones are 0 up to rounding)"
+        )
+        for n in (3, 4, 5, 6)
+    },
+    **{
+        f"supcon.losses.diagnostics.x_loss_bounds__mutmut_{n}": (
+            "max=P never binds: k* <= P/2 since 1/x - 1/(e^x - 1) <= 1/2 (x = 2/tau), so "
+            "ceil(k*) <= ceil(P/2) <= P"
+        )
+        for n in (63, 66, 72, 75)
+    },
+    "supcon.losses.memory.xǁCrossBatchMemoryǁ_write__mutmut_2": (
+        "with exactly size rows, rows[-size:] is all of them"
+    ),
+    "supcon.losses.memory.xǁCrossBatchMemoryǁ_write__mutmut_1": (
+        "only a batch larger than the queue differs, and then only which slot each kept row "
+        "sits in (a rotation, pointer consistent): the same rows, FIFO order and loss"
+    ),
+    **{f"supcon.losses.memory.xǁCrossBatchMemoryǁ_write__mutmut_{n}": _CPU for n in (15, 17)},
     **{f"supcon.losses.tiled.x__sweep_keys__mutmut_{n}": _CPU for n in (50, 53, 67, 70, 85, 89)},
     **{f"supcon.losses.tiled.x__sweep_masked__mutmut_{n}": _CPU for n in (15, 18, 28, 32)},
     **{f"supcon.losses.tiled.x__key_sums__mutmut_{n}": _CPU for n in (5, 9)},
