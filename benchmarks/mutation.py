@@ -112,19 +112,23 @@ _STRICT = "zip(strict=...) of sequences built with one entry per chunk / buffer:
 #: Mutant name -> why it is equivalent (reviewed by hand; see ``--survivors``). Names are
 #: mutmut's and stay valid while the module's source is unchanged.
 EQUIVALENT: dict[str, str] = {
-    **{
-        f"supcon.losses.diagnostics.x_effective_rank__mutmut_{n}": (
-            "z.T @ z and z @ z.T share their nonzero eigenvalues; the branch only picks the "
-            "smaller Gram matrix (the extra ones are 0 up to rounding)"
-        )
-        for n in (3, 4, 5, 6)
-    },
+    "supcon.losses.diagnostics.x_effective_rank__mutmut_6": (
+        "only square z changes branch, where z.T @ z and z @ z.T are both N x N with the same "
+        "eigenvalues"
+    ),
     **{
         f"supcon.losses.diagnostics.x_loss_bounds__mutmut_{n}": (
             "max=P never binds: k* <= P/2 since 1/x - 1/(e^x - 1) <= 1/2 (x = 2/tau), so "
             "ceil(k*) <= ceil(P/2) <= P"
         )
         for n in (63, 66, 72, 75)
+    },
+    **{
+        f"supcon.losses.diagnostics.x_loss_bounds__mutmut_{n}": (
+            "q is float64, so every expression with p (k_star, lower, g) promotes to float64; "
+            "p holds integer counts, exact in the caller's dtype"
+        )
+        for n in (5, 7)
     },
     "supcon.losses.memory.xǁCrossBatchMemoryǁ_write__mutmut_2": (
         "with exactly size rows, rows[-size:] is all of them"

@@ -41,6 +41,7 @@ def test_effective_rank_with_exact_zero_singular_values() -> None:
 
 @pytest.mark.parametrize("shape", [(7, 3), (3, 7), (5, 5)])
 def test_effective_rank_matches_svd_reference(shape: tuple[int, int]) -> None:
+    """The smaller Gram matrix: the larger one adds rank-deficient rounding noise (~1e-7)."""
     z = torch.randn(*shape, generator=torch.Generator().manual_seed(3)) * 2.5
     assert effective_rank(z) == pytest.approx(_reference_effective_rank(z), rel=1e-9)
 
