@@ -82,7 +82,10 @@ MODULES: dict[str, list[str]] = {
     "losses/diagnostics.py": ["tests/losses/test_diagnostics.py"],
     # test_distributed.py reaches gather.py only in spawned ranks, which mutmut cannot map.
     "losses/gather.py": ["tests/losses/test_gather_rows.py"],
-    "losses/supcon.py": ["tests/losses/test_supcon.py"],
+    "losses/supcon.py": [
+        "tests/losses/test_supcon.py",
+        "tests/losses/test_supcon_module_checks.py",
+    ],
     "samplers/m_per_class.py": ["tests/test_samplers.py", "tests/test_m_per_class_plan.py"],
     "samplers/episodic.py": ["tests/test_samplers.py"],
     "samplers/_common.py": ["tests/test_samplers.py", "tests/test_sampler_checks.py"],
@@ -109,6 +112,20 @@ _STRICT = "zip(strict=...) of sequences built with one entry per chunk / buffer:
 #: Mutant name -> why it is equivalent (reviewed by hand; see ``--survivors``). Names are
 #: mutmut's and stay valid while the module's source is unchanged.
 EQUIVALENT: dict[str, str] = {
+    **{
+        f"supcon.losses.supcon.xǁSupConLossǁforward__mutmut_{n}": (
+            "block_size only sets the tile rows: the same values (test_tiled.py checks block "
+            "sizes), more or less memory"
+        )
+        for n in (14, 29)
+    },
+    **{
+        f"supcon.losses.supcon.xǁSupConLossǁforward__mutmut_{n}": (
+            "gather_distributed is a no-op outside a process group of >1 ranks; "
+            "test_distributed.py covers it in spawned ranks, which mutmut cannot map"
+        )
+        for n in (15, 30)
+    },
     **{f"supcon.losses.tiled.x__sweep_keys__mutmut_{n}": _CPU for n in (50, 53, 67, 70, 85, 89)},
     **{f"supcon.losses.tiled.x__sweep_masked__mutmut_{n}": _CPU for n in (15, 18, 28, 32)},
     **{f"supcon.losses.tiled.x__key_sums__mutmut_{n}": _CPU for n in (5, 9)},
