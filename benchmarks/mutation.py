@@ -87,7 +87,7 @@ MODULES: dict[str, list[str]] = {
         "tests/losses/test_supcon_module_checks.py",
     ],
     "samplers/m_per_class.py": ["tests/test_samplers.py", "tests/test_m_per_class_plan.py"],
-    "samplers/episodic.py": ["tests/test_samplers.py"],
+    "samplers/episodic.py": ["tests/test_samplers.py", "tests/test_episodic_checks.py"],
     "samplers/_common.py": ["tests/test_samplers.py", "tests/test_sampler_checks.py"],
     "miners.py": ["tests/test_miners.py", "tests/test_miner_checks.py"],
     "training/state.py": ["tests/training/test_state.py"],
@@ -112,6 +112,24 @@ _STRICT = "zip(strict=...) of sequences built with one entry per chunk / buffer:
 #: Mutant name -> why it is equivalent (reviewed by hand; see ``--survivors``). Names are
 #: mutmut's and stay valid while the module's source is unchanged.
 EQUIVALENT: dict[str, str] = {
+    **{
+        f"supcon.samplers.episodic.xǁEpisodicSamplerǁ__init____mutmut_{n}": (
+            "warnings.warn's category None / omitted defaults to UserWarning"
+        )
+        for n in (65, 68)
+    },
+    **{
+        f"supcon.samplers.episodic.xǁEpisodicSamplerǁepisode__mutmut_{n}": (
+            "Generator.choice tests replace for truth: None draws without replacement like False"
+        )
+        for n in (11, 20)
+    },
+    **{
+        f"supcon.samplers.episodic.xǁEpisodicSamplerǁepisode__mutmut_{n}": (
+            "numpy reads any negative reshape size as the inferred one: reshape(-2) == reshape(-1)"
+        )
+        for n in (29, 32)
+    },
     **{
         f"supcon.losses.supcon.xǁSupConLossǁforward__mutmut_{n}": (
             "block_size only sets the tile rows: the same values (test_tiled.py checks block "
