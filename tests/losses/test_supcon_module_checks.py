@@ -125,3 +125,13 @@ def test_repr_lists_the_options() -> None:
         "SupConLoss(temperature=0.2, base_temperature=None, contrast_mode='all', tiled=True, "
         "block_size=4, gather_distributed=True)"
     )
+
+
+def test_repr_lists_hcl_beta_and_path() -> None:
+    loss_fn = SupConLoss(0.5, base_temperature=0.07, contrast_mode="one", hcl_beta=0.5)
+    assert repr(loss_fn) == (
+        "SupConLoss(temperature=0.5, base_temperature=0.07, contrast_mode='one', hcl_beta=0.5)"
+    )
+    assert repr(SupConLoss(path="dense")) == (
+        "SupConLoss(temperature=0.1, base_temperature=None, contrast_mode='all', path='dense')"
+    )
