@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -62,7 +63,10 @@ def test_small_classes_warning_points_at_the_caller() -> None:
         "EpisodicSampler: 1 of 4 classes have fewer than k_shot + n_query = 4 samples and are "
         "left out of every episode."
     )
-    assert record[0].filename == __file__
+    filename = record[0].filename
+    assert not filename.endswith(os.path.join("samplers", "episodic.py"))
+    if "MUTANT_UNDER_TEST" not in os.environ:  # mutmut's trampoline adds one frame
+        assert filename == __file__
     used = {int(labels[i]) for episode in sampler for i in episode}
     assert 3 not in used
 
