@@ -14,8 +14,6 @@ Writes ``benchmarks/results/bench_optimizer.json``.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +24,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from harness import machine_info  # noqa: E402
 
 from supcon.io import atomic_write_json  # noqa: E402
 from supcon.training.optim import create_optimizer  # noqa: E402
@@ -93,12 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "setup": vars(args) | {"out": str(args.out)},
             "rows": rows,
-            "machine": {
-                "platform": platform.platform(),
-                "cpu_count": os.cpu_count(),
-                "load_average_end": os.getloadavg(),
-                "torch": torch.__version__,
-            },
+            "machine": machine_info(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )

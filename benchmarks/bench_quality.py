@@ -43,7 +43,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import symbols  # noqa: E402
+from harness import machine_info  # noqa: E402
 
 from supcon.config import load_config  # noqa: E402
 from supcon.evaluation import retrieval_metrics  # noqa: E402
@@ -394,12 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": summarise(runs),
         "runs": runs,
         "a_minus_b": paired_differences(runs),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "load_average_end": os.getloadavg(),
-            "torch": torch.__version__,
-        },
+        "machine": machine_info(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if not args.quick:

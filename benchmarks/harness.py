@@ -56,3 +56,17 @@ def fault_row(fault: str, injected: int, handled: int, lost: int, detail: str) -
         "lost": lost,
         "detail": detail,
     }
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a benchmark ran: platform, CPU count, load average at the end, torch version."""
+    import platform
+
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "load_average_end": os.getloadavg(),
+        "torch": torch.__version__,
+    }
