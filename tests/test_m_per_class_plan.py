@@ -88,3 +88,34 @@ def test_the_default_seed_is_0() -> None:
     assert default.seed == 0
     assert list(default) == list(MPerClassSampler(labels, 2, 4, seed=0))
     assert list(default) != list(MPerClassSampler(labels, 2, 4, seed=1))
+
+
+def _in_two_weighted_draws(weights: list[float], target: int) -> float:
+    """P(target is among 2 draws without replacement, each proportional to ``weights``)."""
+    total = sum(weights)
+    first = weights[target] / total
+    second = sum(
+        w / total * weights[target] / (total - w) for i, w in enumerate(weights) if i != target
+    )
+    return first + second
+
+
+def test_a_drawn_class_competes_with_its_unused_chunks_only() -> None:
+    """Draws are weighted by *unused* chunks: once class 0 (4 chunks) is drawn at step 0, it
+    enters step 1 with weight 3 against the 9 one-chunk classes left (no class is forced yet
+    at steps 0 and 1 of 7). Frequencies over 3000 epochs against the weighted-draw rule."""
+    labels = np.array([0] * 8 + [c for c in range(1, 11) for _ in range(2)])
+    sampler = MPerClassSampler(labels, m=2, batch_size=4, seed=0)
+    assert len(sampler) == 7
+    first = again = 0
+    epochs = 3000
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        steps = labels[sampler.global_plan()[:2, :, 0]]  # (2 steps, 2 classes)
+        if 0 in steps[0]:
+            first += 1
+            again += 0 in steps[1]
+    p_first = _in_two_weighted_draws([4.0] + [1.0] * 10, 0)  # 0.505
+    p_again = _in_two_weighted_draws([3.0] + [1.0] * 9, 0)  # 0.455 (weight 5: 0.604)
+    assert abs(first / epochs - p_first) < 0.03  # ±3.3 standard errors
+    assert abs(again / first - p_again) < 0.05  # ±3.5 standard errors (~1500 epochs)

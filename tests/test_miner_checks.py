@@ -191,3 +191,35 @@ def test_gathered_mining_of_two_simulated_ranks_equals_mining_the_whole_batch(
     expected = TopKNegativeMiner(3)(whole, labels)
     for i in range(4):
         assert torch.equal(torch.cat([parts[0][i], parts[1][i]]), expected[i])
+
+
+def test_gathered_mining_in_one_process_matches_the_whole_batch(monkeypatch) -> None:
+    """gather_distributed=True with three ranks simulated in one process (stand-in gathers):
+    each rank's pairs are the whole batch's pairs of its anchors, in global indices. The
+    two-process version runs in tests/test_miners.py (marked dist)."""
+    import supcon.miners as miners
+
+    sizes = [5, 7, 4]
+    emb, labels = _rand(sum(sizes), 6, seed=3), torch.arange(sum(sizes)) % 4
+    parts = torch.split(emb, sizes), torch.split(labels, sizes)
+    whole = TopKNegativeMiner(3)(emb, labels)
+    monkeypatch.setattr(miners, "is_distributed", lambda: True)
+    monkeypatch.setattr(miners, "gather_sizes", lambda n, device: list(sizes))
+    for rank in range(len(sizes)):
+        monkeypatch.setattr(miners, "get_rank", lambda rank=rank: rank)
+
+        def gather(local, counts, rank=rank):
+            assert counts == sizes
+            pieces = parts[0] if local.is_floating_point() else parts[1]
+            assert torch.equal(local, pieces[rank])
+            return torch.cat(pieces)
+
+        monkeypatch.setattr(miners, "all_gather_variable_no_grad", gather)
+        lo = sum(sizes[:rank])
+        hi = lo + sizes[rank]
+        got = TopKNegativeMiner(3, gather_distributed=True)(parts[0][rank], parts[1][rank])
+        a1, p, a2, n = whole
+        pos, neg = (a1 >= lo) & (a1 < hi), (a2 >= lo) & (a2 < hi)
+        for mine, single in zip(got, (a1[pos], p[pos], a2[neg], n[neg]), strict=True):
+            assert torch.equal(mine, single)
+        assert len(got[0]) > 0 and len(got[2]) > 0

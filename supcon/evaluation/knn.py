@@ -398,6 +398,7 @@ def _search_cuda(
             q_keys = None if q_keys_all is None else q_keys_all[start : start + rows]
             _mask_keys(block, q_keys, g_keys)
             top_scores, top_ids = torch.topk(block, kk, dim=1)
+            _lowest_ids_at_cut(block, top_scores, top_ids)
             del block
             # Order by id, then stably by score: ties come out by gallery position.
             order = torch.argsort(top_ids, dim=1)
@@ -410,6 +411,38 @@ def _search_cuda(
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old
     return scores, ids
+
+
+def _lowest_ids_at_cut(
+    block: torch.Tensor, top_scores: torch.Tensor, top_ids: torch.Tensor
+) -> None:
+    """Where a row's ``k``-th score is tied beyond the cut, keep the lowest tied ids (in place).
+
+    ``torch.topk`` returns an arbitrary subset of equal scores at the cut; the CPU paths keep
+    the lowest gallery positions. Only rows with such a straddling tie are recomputed.
+
+    Args:
+        block: ``(R, Ng)`` scores of ``R`` query rows.
+        top_scores: ``(R, kk)`` ``torch.topk(block, kk)`` values (sorted descending).
+        top_ids: ``(R, kk)`` its indices; both are rewritten for the straddling rows.
+    """
+    kk = top_scores.shape[1]
+    cut = top_scores[:, -1:]  # (R, 1) k-th score
+    # (a -inf cut is a short list: those slots become NO_NEIGHBOUR whichever ids they hold)
+    straddle = ((block == cut).sum(dim=1) > (top_scores == cut).sum(dim=1)) & (
+        cut[:, 0] > -torch.inf
+    )
+    rows = straddle.nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return
+    sub, cut = block[rows], cut[rows]
+    above = sub > cut
+    tied = sub == cut
+    need = kk - above.sum(dim=1, keepdim=True)  # tied ids to keep, lowest first
+    keep = above | (tied & (tied.cumsum(dim=1) <= need))  # exactly kk per row
+    ids = keep.nonzero()[:, 1].view(len(rows), kk)  # ascending positions
+    top_ids[rows] = ids
+    top_scores[rows] = sub.gather(1, ids)
 
 
 def _search_partition(

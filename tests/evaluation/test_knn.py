@@ -71,6 +71,11 @@ def test_cuda_search_matches_cpu() -> None:
         q, torch.from_numpy(g).cuda(), 50, query_keys=keys_q, gallery_keys=keys_g, device="cuda"
     )
     np.testing.assert_array_equal(cpu[1], gpu[1])
+    base = np.random.default_rng(5).integers(0, 3, size=(6, 4)).astype(np.float32)
+    x = np.repeat(base, 4, axis=0)  # exact ties; k = 11 cuts through a run of equal scores
+    for k in (11, 24):
+        cpu_ids = knn.search_blocks(x, x, k)[1]
+        np.testing.assert_array_equal(knn.search_blocks(x, x, k, device="cuda")[1], cpu_ids)
 
 
 def test_deep_lists_use_partitioning_and_match_the_heaps(monkeypatch: pytest.MonkeyPatch) -> None:
