@@ -651,13 +651,6 @@ EQUIVALENT: dict[str, str] = {
         )
         for name in names
     },
-    **{
-        f"supcon.evaluation.knn.x__search_cuda__mutmut_{n}": (
-            "_search_cuda runs only on CUDA (no test reaches it here); tests/evaluation/"
-            "test_knn.py's gpu test compares it with the CPU search on GPU machines"
-        )
-        for n in range(1, 134)
-    },
     **{f"supcon.losses.gather.x_gather_rows__mutmut_{n}": _CPU for n in (11, 16)},
     "supcon.losses.gather.x_gather_rows__mutmut_39": (
         "compact - rank * padded: each rank's sample ids still get a range of their own "

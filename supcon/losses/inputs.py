@@ -28,18 +28,16 @@ class FlatBatch:
         candidates: ``(M, D)`` embeddings in the compute dtype (float32 for half inputs),
             not yet normalised: the batch rows (view-major when the input was ``(B, V, D)``;
             rank-major when gathered), then the reference rows.
-        num_anchors: Number of anchors (see ``anchor_offset``).
         num_batch_rows: Candidates ``[0, num_batch_rows)`` come from ``embeddings``; the rest
             are reference rows.
         structure: Which pairs are positives and which enter each denominator.
         anchor_offset: The anchors are candidates ``[anchor_offset, anchor_offset +
-            num_anchors)`` (non-zero only for a rank's share of a gathered batch).
+            structure.num_anchors)`` (non-zero only for a rank's share of a gathered batch).
         distributed: True when ``candidates`` were gathered from several ranks, so sums and
             counts must be all-reduced.
     """
 
     candidates: Tensor
-    num_anchors: int
     num_batch_rows: int
     structure: PairStructure
     anchor_offset: int = 0
@@ -225,7 +223,6 @@ def flatten_batch(
     num_rows = flat.shape[0]
     rows = LocalRows(
         flat=flat,
-        num_samples=num_samples,
         num_anchors=num_samples if contrast_mode == "one" else num_rows,
         indices_tuple=indices_tuple,
     )
@@ -412,7 +409,6 @@ def prepare_batch(
         candidates = candidates.float()
     return FlatBatch(
         candidates=candidates,
-        num_anchors=rows.num_anchors,
         num_batch_rows=num_rows,
         structure=structure,
         anchor_offset=anchor_offset,

@@ -32,7 +32,6 @@ class LocalRows:
 
     Attributes:
         flat: ``(N, D)`` rows (view-major for ``(B, V, D)`` input), original dtype.
-        num_samples: ``B`` (``N`` for ``(N, D)`` input).
         num_anchors: The first ``num_anchors`` rows are anchors.
         keys: ``(N,)`` int64 keys (labels or sample ids), or ``None``.
         keys_are_labels: True when ``keys`` are class labels (shared across ranks), False when
@@ -43,7 +42,6 @@ class LocalRows:
     """
 
     flat: Tensor
-    num_samples: int
     num_anchors: int
     keys: Tensor | None = None
     keys_are_labels: bool = False

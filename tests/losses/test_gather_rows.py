@@ -23,13 +23,13 @@ def _local(rank: int, kind: str) -> LocalRows:
     flat = torch.randn(n, 4, generator=gen, dtype=torch.float64, requires_grad=True)
     if kind == "labels":
         keys = torch.tensor([[7, 2, 7, 2, 9], [9, 7, 1]][rank])
-        return LocalRows(flat, n, n, keys=keys, keys_are_labels=True)
+        return LocalRows(flat, n, keys=keys, keys_are_labels=True)
     if kind == "sample_ids":  # both ranks use ids from 0: views of one sample, per rank
         keys = torch.tensor([[5, 0, 5, 2, 9], [0, 3, 0]][rank])
-        return LocalRows(flat, n, n, keys=keys)
+        return LocalRows(flat, n, keys=keys)
     pattern = [[[1, 0], [0, 1], [1, 1], [0, 1], [1, 0]], [[0, 1], [1, 1], [0, 1]]][rank]
     multi_hot = torch.tensor(pattern, dtype=torch.bool)
-    return LocalRows(flat, n, n, multi_hot=multi_hot)
+    return LocalRows(flat, n, multi_hot=multi_hot)
 
 
 def _gather_all(kind: str, monkeypatch) -> list[tuple[LocalRows, int, bool, LocalRows]]:
@@ -73,7 +73,7 @@ def test_every_rank_sees_the_rank_major_batch(kind: str, monkeypatch) -> None:
     for rank, (rows, offset, distributed, local) in enumerate(results):
         assert distributed and offset == sum(SIZES[:rank])
         assert torch.equal(rows.flat, whole)
-        assert rows.num_samples == local.num_samples and rows.num_anchors == local.num_anchors
+        assert rows.num_anchors == local.num_anchors
         assert rows.keys_are_labels == (kind == "labels")
         assert rows.keys is None or rows.keys.dtype == torch.int64
     first = results[0][0]
@@ -104,7 +104,7 @@ def test_the_gradient_of_a_gathered_row_reaches_its_rank(monkeypatch) -> None:
 
 def test_a_mask_is_refused_under_a_gather(monkeypatch) -> None:
     monkeypatch.setattr(gather, "is_distributed", lambda: True)
-    rows = LocalRows(torch.randn(3, 2), 3, 3, dense_positive=torch.eye(3, dtype=torch.bool))
+    rows = LocalRows(torch.randn(3, 2), 3, dense_positive=torch.eye(3, dtype=torch.bool))
     with pytest.raises(ValueError) as info:
         gather.gather_rows(rows)
     assert str(info.value) == (

@@ -230,6 +230,44 @@ CASES = [
         "no anchor has a positive; pass labels, sample_ids grouping the views of each"
         " sample, or embeddings shaped (B, V, D).",
     ),
+    (
+        "contrast_mode one on rows",
+        lambda: supcon_loss(_emb(6, 4), L, contrast_mode="one"),
+        "contrast_mode='one' needs embeddings shaped (B, V, D).",
+    ),
+    (
+        "non-integer sample_ids",
+        lambda: supcon_loss(_emb(6, 4), sample_ids=torch.tensor([0.0, 0.5, 1.0, 1.0, 2.0, 2.0])),
+        "sample_ids must hold integer class ids, got non-integer floats; map your labels "
+        "to ints first (e.g. with numpy.unique(..., return_inverse=True)).",
+    ),
+    (
+        "sample_ids as a column",
+        lambda: supcon_loss(_emb(6, 4), sample_ids=L[:, None]),
+        "sample_ids must be (N,) with N=6 (one id per embedding row), got shape (6, 1).",
+    ),
+    (
+        "sample_ids too short",
+        lambda: supcon_loss(_emb(6, 4), sample_ids=L[:5]),
+        "sample_ids must be (N,) with N=6 (one id per embedding row), got shape (5,).",
+    ),
+    (
+        "temperature not a number",
+        lambda: supcon_loss(_emb(6, 4), L, temperature="warm"),
+        "temperature must be a positive number, got 'warm'.",
+    ),
+    (
+        "zero temperature",
+        lambda: supcon_loss(_emb(6, 4), L, temperature=0.0),
+        "temperature must be a finite number > 0, got 0.0; typical values are 0.05-0.5 "
+        "(SimCLR uses 0.5, SupCon 0.1).",
+    ),
+    (
+        "infinite base temperature",
+        lambda: supcon_loss(_emb(6, 4), L, base_temperature=float("inf")),
+        "base_temperature must be a finite number > 0, got inf; typical values are 0.05-0.5 "
+        "(SimCLR uses 0.5, SupCon 0.1).",
+    ),
 ]
 
 
@@ -260,3 +298,16 @@ def test_multi_hot_labels_with_multi_hot_references_against_the_reference() -> N
     cands = torch.cat([emb, refs]).numpy()
     expected, _ = reference_supcon(cands, pos[:6], keep[:6], 0.2, num_anchors=6)
     assert loss.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_keys_are_shared_labels_only_when_labels_are_given() -> None:
+    """Labels mean the same class on every rank; sample ids and views are renumbered per rank
+    under a gather (supcon.losses.gather reads this flag)."""
+    from supcon.losses.inputs import flatten_batch
+
+    by_labels = flatten_batch(_emb(3, 2, 4), L[:3])
+    assert by_labels.keys_are_labels and by_labels.keys.tolist() == [0, 1, 0, 0, 1, 0]
+    by_ids = flatten_batch(_emb(6, 4), sample_ids=L)
+    assert not by_ids.keys_are_labels and by_ids.keys.tolist() == L.tolist()
+    by_views = flatten_batch(_emb(3, 2, 4))
+    assert not by_views.keys_are_labels and by_views.keys.tolist() == [0, 1, 2, 0, 1, 2]

@@ -83,3 +83,45 @@ def test_module_repr_lists_the_options() -> None:
     text = repr(SupConLoss(0.2, hcl_beta=0.5, tiled=True, block_size=64, gather_distributed=True))
     for part in ("temperature=0.2", "hcl_beta=0.5", "tiled=True", "block_size=64", "gather"):
         assert part in text
+
+
+def test_prepare_batch_gathers_only_when_asked_and_keeps_what_the_gather_says(
+    monkeypatch,
+) -> None:
+    """A stand-in gather puts another rank's two rows first: the batch must then be marked
+    distributed (so counts are all-reduced), with the anchors at offset 2. Without
+    gather_distributed (the default) nothing is gathered, even inside a process group."""
+    from dataclasses import replace
+
+    from supcon.losses import inputs
+
+    calls = []
+
+    def gather(rows):
+        calls.append(rows)
+        other = torch.zeros(2, rows.flat.shape[1], dtype=rows.flat.dtype)
+        keys = torch.cat([torch.tensor([7, 8]), rows.keys])
+        return replace(rows, flat=torch.cat([other, rows.flat]), keys=keys), 2, True
+
+    monkeypatch.setattr(inputs, "gather_rows", gather)
+    emb, labels = _emb(), torch.arange(6) % 3
+    local = inputs.prepare_batch(emb, labels)
+    assert calls == [] and local.distributed is False and local.anchor_offset == 0
+    assert local.candidates.shape == (6, 4)
+    gathered = inputs.prepare_batch(emb, labels, gather_distributed=True)
+    assert len(calls) == 1 and gathered.distributed is True
+    assert gathered.anchor_offset == gathered.structure.anchor_offset == 2
+    assert gathered.num_batch_rows == 8 and gathered.structure.num_anchors == 6
+    assert torch.equal(gathered.candidates[2:], emb)
+
+
+def test_references_take_the_embeddings_dtype() -> None:
+    """float64 queue rows with float32 embeddings: the loss is computed in float32."""
+    from supcon.losses.inputs import prepare_batch
+
+    emb, labels = _emb(), torch.arange(6) % 3
+    refs = torch.randn(3, 4, dtype=torch.float64)
+    batch = prepare_batch(emb, labels, ref_embeddings=refs, ref_labels=torch.tensor([0, 1, 2]))
+    assert batch.candidates.dtype == torch.float32
+    assert torch.equal(batch.candidates[6:], refs.float())
+    assert batch.structure.keys is not None and batch.structure.keys.dtype == torch.int64
