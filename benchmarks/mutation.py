@@ -48,7 +48,11 @@ MODULES: dict[str, list[str]] = {
         "tests/losses/test_reference_gradients.py",
         "tests/losses/test_anchor_offset.py",
     ],
-    "evaluation/metrics.py": ["tests/evaluation/test_metrics.py"],
+    "evaluation/metrics.py": [
+        "tests/evaluation/test_metrics.py",
+        "tests/evaluation/test_metric_options.py",
+        "tests/evaluation/test_clustering.py",
+    ],
     "evaluation/knn.py": [
         "tests/evaluation/test_knn.py",
         "tests/evaluation/test_knn_order.py",
@@ -249,7 +253,7 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (27, 30, 36, 39)
     },
-    "supcon.evaluation.metrics.x__list_sizes__mutmut_48": (
+    "supcon.evaluation.metrics.x__list_sizes__mutmut_49": (
         "span + 2: any span above the largest key still encodes (label, key) pairs uniquely"
     ),
     **{
@@ -290,6 +294,56 @@ EQUIVALENT: dict[str, str] = {
     "supcon.evaluation.metrics.x__problem__mutmut_102": (
         "np.arange of a Python int is int64 on 64-bit Linux"
     ),
+    "supcon.evaluation.metrics.x__problem__mutmut_104": (
+        "np.arange of a Python int is int64 on 64-bit Linux"
+    ),
+    "supcon.evaluation.metrics.x__problem__mutmut_128": (
+        "leave-one-out keys np.arange(n) without sources: each item is excluded from its own "
+        "list, which the symmetric search does already (the same lists, R and L)"
+    ),
+    **{
+        f"supcon.evaluation.metrics.x__problem__mutmut_{n}": (
+            "symmetric=None for False: the flag is only tested for truth"
+        )
+        for n in (142, 232)
+    },
+    "supcon.evaluation.metrics.x__problem__mutmut_204": (
+        "and -> or: both or neither of source_ids / gallery_source_ids is enforced just above"
+    ),
+    **{
+        f"supcon.evaluation.metrics.x_retrieval_metrics__mutmut_{n}": _PERF
+        for n in (
+            # default chunk size; depth at least R without at_r; either search layout
+            # (test_any_chunk_size_and_either_search_layout_give_identical_results)
+            4,
+            102,
+            135,
+            136,
+            137,
+            # search_self_chunks' order / block / chunk sizes, by_depth's sort kind
+            145,
+            151,
+            152,
+            153,
+            155,
+            157,
+            159,
+            168,
+            169,
+            181,
+            183,
+            185,
+            # rows per chunk sized from a shallower row: more rows, the same lists
+            220,
+        )
+    },
+    "supcon.evaluation.metrics.x_retrieval_metrics__mutmut_103": (
+        "max(clip(wanted), 1): clip(wanted) >= 1 already"
+    ),
+    **{
+        f"supcon.evaluation.metrics.x_retrieval_metrics__mutmut_{n}": _CPU
+        for n in (40, 41, 42, 44, 45, 194, 195, 196, 197, 198, 199, 200, 201, 202, 203, 241)
+    },
     "supcon.evaluation.metrics.x__per_class__mutmut_17": (
         "bincount without minlength: inverse comes from np.unique, so every class occurs"
     ),
