@@ -114,12 +114,18 @@ def test_every_item_a_query_some_in_the_gallery() -> None:
     assert_close(got, expected)
 
 
-@pytest.mark.parametrize("layout", ["leave-one-out", "query-gallery"])
+@pytest.mark.parametrize("layout", ["leave-one-out", "flags", "query-gallery"])
 def test_per_class_is_keyed_by_the_original_labels(layout: str) -> None:
     names = np.array(["cat", "dog", "emu", "fox"])[LABELS]
     if layout == "leave-one-out":
         got = retrieval_metrics(EMB, names, per_class=True)
         expected = brute_force(EMB, names, per_class=True)
+    elif layout == "flags":
+        is_query, ids = np.arange(40) < 15, np.arange(40)
+        got = retrieval_metrics(EMB, names, is_query=is_query, per_class=True)
+        expected = brute_force(
+            EMB[:15], names[:15], EMB, names, q_sources=ids[:15], g_sources=ids, per_class=True
+        )
     else:
         got = retrieval_metrics(EMB[:15], names[:15], EMB[15:], names[15:], per_class=True)
         expected = brute_force(EMB[:15], names[:15], EMB[15:], names[15:], per_class=True)
