@@ -735,8 +735,20 @@ EQUIVALENT: dict[str, str] = {
                     "attach_references__mutmut_46",
                     "attach_references__mutmut_52",
                     "flatten_batch__mutmut_15",
+                    *(
+                        f"flatten_batch__mutmut_{n}"
+                        for n in (99, 101, 107, 145, 162, 164, 174, 176)
+                    ),
+                    "prepare_batch__mutmut_29",
+                    "prepare_batch__mutmut_55",
                 ),
                 _CPU,
+            ),
+            (("check_temperature__mutmut_13",), 'float("INF") is float("inf") (case-blind)'),
+            (("prepare_batch__mutmut_39",), "torch.cat's default dim is 0"),
+            (
+                ("prepare_batch__mutmut_45",),
+                "1-D reference labels are int64 already (as_long_labels), like the keys",
             ),
             (
                 ("flatten_batch__mutmut_1", "flatten_batch__mutmut_2"),

@@ -119,3 +119,19 @@ def reference_nmi_ami(labels, assign) -> tuple[float, float]:
                 emi += nij / n * log(n * nij / (ai * bj)) * exp(log_p)
     mean_h = (entropy(a) + entropy(b)) / 2
     return mi / mean_h, (mi - emi) / (mean_h - emi)
+
+
+def assert_close(got: dict, expected: dict, *, same_keys: bool = False) -> None:
+    """Every metric of ``expected`` (per class too) equals ``got``'s to 1e-12; with
+    ``same_keys``, ``got`` has no other metric either."""
+    import pytest
+
+    if same_keys:
+        assert set(got) == set(expected)
+    for key, value in expected.items():
+        if key == "per_class":
+            assert set(got[key]) == set(value)
+            for label, row in value.items():
+                assert_close(got[key][label], row, same_keys=same_keys)
+        else:
+            assert got[key] == pytest.approx(value, abs=1e-12), key

@@ -10,19 +10,9 @@ import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 from supcon import blocks, retrieval_metrics
-from tests.evaluation.reference import brute_force, clustered
+from tests.evaluation.reference import assert_close, brute_force, clustered
 
 EXTRA = {"precision_ks": (1, 3, 5), "map_ks": (1, 5, 10)}
-
-
-def assert_close(got: dict, expected: dict) -> None:
-    for key, value in expected.items():
-        if key == "per_class":
-            assert set(got[key]) == set(value)
-            for label, row in value.items():
-                assert_close(got[key][label], row)
-        else:
-            assert got[key] == pytest.approx(value, abs=1e-12), key
 
 
 @pytest.mark.parametrize("noise", [0.3, 1.0, 3.0])
