@@ -712,6 +712,29 @@ EQUIVALENT: dict[str, str] = {
         )
         for name in names
     },
+    **{
+        f"supcon.evaluation.knn.x__lowest_ids_at_cut__mutmut_{n}": (
+            "recomputes more rows than those whose tie straddles the cut (the recomputation "
+            "is exact for any row; -inf slots become NO_NEIGHBOUR whatever ids they hold): " + _PERF
+        )
+        for n in (7, 8, 11, 16)
+    },
+    **{
+        f"supcon.evaluation.knn.x__search_cuda__mutmut_{n}": _CPU
+        for n in (3, 5, 8, 10, 13, 15, 17, 19)
+    },
+    **{
+        f"supcon.evaluation.knn.x__search_cuda__mutmut_{n}": (
+            "np.full with a Python int fill value is int64 on 64-bit Linux"
+        )
+        for n in (36, 39)
+    },
+    **{
+        f"supcon.evaluation.knn.x__search_cuda__mutmut_{n}": (
+            "topk / argsort / sort default to the last dimension, dim 1 of these 2-D blocks"
+        )
+        for n in (79, 91, 110)
+    },
     **{f"supcon.losses.gather.x_gather_rows__mutmut_{n}": _CPU for n in (11, 16)},
     "supcon.losses.gather.x_gather_rows__mutmut_39": (
         "compact - rank * padded: each rank's sample ids still get a range of their own "

@@ -105,3 +105,17 @@ def test_tf32_is_off_during_the_products_and_restored(monkeypatch: pytest.Monkey
         assert torch.backends.cuda.matmul.allow_tf32 is True
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@pytest.mark.parametrize("tied_rows", [1, 6])
+def test_rows_tied_across_the_whole_gallery_keep_the_lowest_ids(tied_rows: int) -> None:
+    """A zero query scores 0 against every gallery row: its top-k are rows 0..k-1. One such
+    row among untied ones, or every row of the block."""
+    q = _data(6, 5, 8)
+    q[:tied_rows] = 0.0
+    g = _data(24, 5, 9)
+    scores, ids = knn._search_cuda(q, g, 5, None, None, CPU)
+    ref_scores, ref_ids = _reference(q, g, 5)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(ids[:tied_rows], np.tile(np.arange(5), (tied_rows, 1)))
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-6)
