@@ -487,7 +487,7 @@ EQUIVALENT: dict[str, str] = {
                 "torch.tensor of Python ints is int64 without dtype=",
             ),
             (
-                ("_reduce__mutmut_38",),
+                ("_reduce__mutmut_44",),
                 "the distributed mean in float64: supcon_loss_with_stats casts the loss to the "
                 "embeddings' dtype on return (value and gradient)",
             ),
@@ -506,7 +506,7 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (9, 18)
     },
-    "supcon.training.checkpoint.x__kind__mutmut_37": 'codec names are case-insensitive: "UTF-8"',
+    "supcon.training.checkpoint.x__kind__mutmut_38": 'codec names are case-insensitive: "UTF-8"',
     **{
         f"supcon.training.checkpoint.x_load_checkpoint__mutmut_{n}": (
             'the "central directory" test is unreachable: torch says so only for a zip without '
