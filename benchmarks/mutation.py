@@ -119,6 +119,7 @@ _CUDA_RNG = (
     "CUDA generator branch: never taken without CUDA (CPU-only here; set_rng_state_all of no "
     "device is a no-op); tests/training/test_gpu.py covers it on GPU machines"
 )
+_INT64_FULL = "np.full with a Python int fill value is int64 on 64-bit Linux"
 _STRICT = "zip(strict=...) of sequences built with one entry per chunk / buffer: equal lengths"
 
 #: Mutant name -> why it is equivalent (reviewed by hand; see ``--survivors``). Names are
@@ -255,9 +256,7 @@ EQUIVALENT: dict[str, str] = {
     ),
     "supcon.evaluation.metrics.x__score__mutmut_25": "astype(None) is astype(float64)",
     **{
-        f"supcon.evaluation.metrics.x__list_sizes__mutmut_{n}": (
-            "np.full with a Python int fill value is int64 on 64-bit Linux"
-        )
+        f"supcon.evaluation.metrics.x__list_sizes__mutmut_{n}": _INT64_FULL
         for n in (27, 30, 36, 39)
     },
     "supcon.evaluation.metrics.x__list_sizes__mutmut_49": (
@@ -723,12 +722,7 @@ EQUIVALENT: dict[str, str] = {
         f"supcon.evaluation.knn.x__search_cuda__mutmut_{n}": _CPU
         for n in (3, 5, 8, 10, 13, 15, 17, 19)
     },
-    **{
-        f"supcon.evaluation.knn.x__search_cuda__mutmut_{n}": (
-            "np.full with a Python int fill value is int64 on 64-bit Linux"
-        )
-        for n in (36, 39)
-    },
+    **{f"supcon.evaluation.knn.x__search_cuda__mutmut_{n}": _INT64_FULL for n in (36, 39)},
     **{
         f"supcon.evaluation.knn.x__search_cuda__mutmut_{n}": (
             "topk / argsort / sort default to the last dimension, dim 1 of these 2-D blocks"
